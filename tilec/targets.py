@@ -1,0 +1,85 @@
+"""The target registry: how a backend plugs into tilec (DESIGN.md, decision 5).
+
+A target is an object with a ``name``, a ``description``, and ``build(func, options) -> Executable``.
+The core never imports a backend by name: targets come from the ``tilec.targets`` entry-point group
+(see pyproject.toml) plus ``interp``, which is always first. ``build`` receives a verified ``Func`` and
+runs the target's own pipeline; it raises ``TilecError`` naming the target and the op for an
+unsupported feature.
+
+An ``Executable`` is what the runtime calls: ``run(args, dims)`` with one array per kernel parameter
+in parameter order (numpy arrays for host targets, torch tensors for ``cuda``; outputs already
+allocated) and the bound symbolic dimensions. It writes outputs in place.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, Callable, Optional, Protocol
+
+from .errors import TilecError
+from .ir.nodes import Func
+
+
+class Executable(Protocol):
+    source: str       # generated source (get_kernel_source()); the IR text for interp
+    binary: Optional[bytes]  # a shared library or object for targets that have one, else None
+
+    def run(self, args: list[Any], dims: dict[str, int]) -> None: ...
+
+
+class Target(Protocol):
+    name: str
+    description: str
+    array_kind: str   # "numpy" (host memory) or "torch-cuda"
+
+    def available(self) -> tuple[bool, str]: ...   # (usable here?, why not)
+
+    def build(self, func: Func, options: dict[str, Any]) -> Executable: ...
+
+
+@dataclass
+class _Registry:
+    factories: dict[str, Callable[[], Target]] = field(default_factory=dict)
+    instances: dict[str, Target] = field(default_factory=dict)
+    loaded: bool = False
+
+
+_registry = _Registry()
+
+
+def register(name: str, factory: Callable[[], Target]) -> None:
+    """Register a target factory under ``name`` (called once, lazily, on first use)."""
+    _registry.factories[name] = factory
+
+
+def _load_entry_points() -> None:
+    if _registry.loaded:
+        return
+    _registry.loaded = True
+    from .interp.target import InterpTarget
+    _registry.factories.setdefault("interp", InterpTarget)
+    for ep in metadata.entry_points(group="tilec.targets"):
+        if ep.name not in _registry.factories:
+            _registry.factories[ep.name] = _lazy(ep)
+
+
+def _lazy(ep: metadata.EntryPoint) -> Callable[[], Target]:
+    def make() -> Target:
+        return ep.load()()
+    return make
+
+
+def names() -> list[str]:
+    """Registered target names, ``interp`` first."""
+    _load_entry_points()
+    rest = sorted(n for n in _registry.factories if n != "interp")
+    return ["interp"] + rest
+
+
+def get(name: str) -> Target:
+    _load_entry_points()
+    if name not in _registry.instances:
+        if name not in _registry.factories:
+            raise TilecError(f"unknown target '{name}' (known: {', '.join(names())})")
+        _registry.instances[name] = _registry.factories[name]()
+    return _registry.instances[name]
