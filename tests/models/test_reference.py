@@ -115,3 +115,19 @@ def test_state_dict_uses_deepseek_names():
     fp8_keys = set(Transformer(get_config("tiny-fp8")).state_dict())
     assert "layers.0.attn.wkv_a.scale" in fp8_keys
     assert not any("cache" in k or "freqs" in k for k in fp8_keys)
+
+
+def test_generate_greedy_with_prompts_of_different_lengths():
+    from tilec.models.deepseek_v32.generate import generate
+    from tilec.models.deepseek_v32.tokenizer import ByteTokenizer
+
+    args = get_config("tiny")
+    model = init_random_weights(Transformer(args), 0)
+    tok = ByteTokenizer(args.vocab_size)
+    prompts = [tok.encode("hello tilec"), tok.encode("hi")]
+    out = generate(model, prompts, max_new_tokens=6, max_seq_len=args.max_seq_len, eos_id=-5)
+    assert [len(o) for o in out] == [6, 6]
+    # The same prompt alone gives the same greedy tokens (batching does not leak between rows).
+    alone = generate(init_random_weights(Transformer(args), 0), prompts[1:], 6, args.max_seq_len, eos_id=-5)
+    assert alone[0] == out[1]
+    assert tok.decode(tok.encode("héllo", add_bos=True)) == "héllo"
