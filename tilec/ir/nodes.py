@@ -48,9 +48,12 @@ class Expr:
         raise AssertionError(type(self).__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Const(Expr):
-    """A literal. ``value`` is a Python int, float or bool; ``float('inf')`` and NaN are allowed."""
+    """A literal. ``value`` is a Python int, float or bool; ``float('inf')`` and NaN are allowed.
+
+    Two NaN constants of one dtype are equal, so IR holding NaN still round-trips through text.
+    """
     value: Union[int, float, bool]
     type: str = "int32"
     loc: Optional[Loc] = field(default=None, compare=False)
@@ -58,6 +61,16 @@ class Const(Expr):
     @property
     def dtype(self) -> str:
         return self.type
+
+    def _key(self):
+        v = self.value
+        return (self.type, "nan") if isinstance(v, float) and v != v else (self.type, type(v) is bool, v)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Const) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
 
 
 @dataclass(frozen=True)
