@@ -55,9 +55,9 @@ def register(name: str, factory: Callable[[], Target]) -> None:
 def _load_entry_points() -> None:
     if _registry.loaded:
         return
-    _registry.loaded = True
     from .interp.target import InterpTarget
     _registry.factories.setdefault("interp", InterpTarget)
+    _registry.loaded = True
     for ep in metadata.entry_points(group="tilec.targets"):
         if ep.name not in _registry.factories:
             _registry.factories[ep.name] = _lazy(ep)

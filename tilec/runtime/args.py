@@ -1,0 +1,265 @@
+"""Argument binding for compiled kernels: check the caller's arrays against the kernel's signature.
+
+The runtime sits between the user's arrays and a target's ``Executable.run(args, dims)``. This module
+checks every input (count, array kind, dtype, rank, shape, contiguity, device) with errors that name the
+parameter, binds the symbolic ``T.dynamic`` dimensions from the argument shapes, converts arrays to what
+the target takes (numpy arrays in storage dtype for host targets: bfloat16 as uint16 bits, float8_e4m3
+as uint8 bits, zero-copy from torch CPU tensors; torch CUDA tensors for ``cuda``), and allocates the
+``out_idx`` outputs with their symbolic shapes resolved.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from ..errors import TilecError
+from ..ir import dtypes, nodes
+
+# tilec dtype -> torch dtype attribute name.
+TORCH_DTYPES: dict[str, str] = {
+    "float32": "float32", "float16": "float16", "bfloat16": "bfloat16", "float8_e4m3": "float8_e4m3fn",
+    "float64": "float64", "int8": "int8", "int16": "int16", "int32": "int32", "int64": "int64",
+    "uint8": "uint8", "uint16": "uint16", "uint32": "uint32", "bool": "bool",
+}
+
+INT32_MAX = 2**31 - 1
+
+
+def torch_dtype(name: str) -> Any:
+    """The torch dtype for tilec dtype ``name``."""
+    import torch
+    return getattr(torch, TORCH_DTYPES[name])
+
+
+def is_torch_tensor(x: Any) -> bool:
+    # Checked by module name so that numpy-only callers never import torch.
+    return type(x).__module__.startswith("torch") and hasattr(x, "data_ptr")
+
+
+def tilec_dtype_of_torch(t: Any) -> str:
+    name = str(t.dtype).removeprefix("torch.")
+    for ours, theirs in TORCH_DTYPES.items():
+        if theirs == name:
+            return ours
+    return name
+
+
+def tilec_dtype_of_numpy(a: np.ndarray, expected: str) -> str:
+    """The tilec dtype a numpy array holds, read as ``expected`` when its storage dtype matches."""
+    if a.dtype == dtypes.storage_numpy(expected):
+        return expected
+    return str(a.dtype)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Symbolic shapes
+
+
+def eval_index(expr: nodes.Expr, dims: dict[str, int]) -> Optional[int]:
+    """Evaluate an integer shape expression; ``None`` when it uses a symbol not yet bound."""
+    if isinstance(expr, nodes.Const):
+        return int(expr.value)
+    if isinstance(expr, nodes.Var):
+        return dims.get(expr.name)
+    if isinstance(expr, nodes.Cast):
+        return eval_index(expr.value, dims)
+    if isinstance(expr, nodes.UnaryOp) and expr.op == "-":
+        a = eval_index(expr.a, dims)
+        return None if a is None else -a
+    if isinstance(expr, nodes.BinOp):
+        a, b = eval_index(expr.a, dims), eval_index(expr.b, dims)
+        if a is None or b is None:
+            return None
+        return _binop(expr.op, a, b)
+    raise TilecError(f"unsupported expression in a parameter shape: {type(expr).__name__}", expr.loc)
+
+
+def _binop(op: str, a: int, b: int) -> int:
+    if op in ("/", "//", "%") and b == 0:
+        raise TilecError(f"division by zero in a parameter shape ({a} {op} 0)")
+    table = {
+        "+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b, "//": lambda: a // b,
+        "%": lambda: a % b, "min": lambda: min(a, b), "max": lambda: max(a, b),
+        "/": lambda: int(a / b),  # C division truncates toward zero
+        "<<": lambda: a << b, ">>": lambda: a >> b, "&": lambda: a & b, "|": lambda: a | b,
+        "^": lambda: a ^ b,
+    }
+    if op not in table:
+        raise TilecError(f"unsupported operator '{op}' in a parameter shape")
+    return table[op]()
+
+
+def shape_text(shape: Sequence[nodes.Expr]) -> str:
+    """A shape for messages: ``[M, 1024]``."""
+    def one(e: nodes.Expr) -> str:
+        if isinstance(e, nodes.Const):
+            return str(e.value)
+        if isinstance(e, nodes.Var):
+            return e.name
+        try:
+            from ..ir.printer import print_expr
+            return print_expr(e)
+        except ImportError:
+            return "?"
+    return "[" + ", ".join(one(e) for e in shape) + "]"
+
+
+def bind_dims(params: Sequence[nodes.Buffer], shapes: dict[int, tuple[int, ...]],
+              given: Optional[dict[str, int]] = None) -> dict[str, int]:
+    """Bind symbolic dims from the actual ``shapes`` of parameters (by index) and check every dim.
+
+    Plain symbols bind first, from the first parameter that has them; expressions are then checked.
+    """
+    dims: dict[str, int] = dict(given or {})
+    where: dict[str, str] = {k: "given" for k in dims}
+    for i, shape in shapes.items():
+        p = params[i]
+        for axis, (expr, actual) in enumerate(zip(p.shape, shape)):
+            if isinstance(expr, nodes.Var) and expr.name not in dims:
+                if actual > INT32_MAX:
+                    raise TilecError(f"parameter '{p.name}': dimension {axis} ({expr.name}) is {actual}, "
+                                     f"over the int32 index range")
+                dims[expr.name] = int(actual)
+                where[expr.name] = f"parameter '{p.name}' dimension {axis}"
+    for i, shape in shapes.items():
+        p = params[i]
+        for axis, (expr, actual) in enumerate(zip(p.shape, shape)):
+            want = eval_index(expr, dims)
+            if want is None:
+                continue  # a symbol only an expression uses: nothing binds it
+            if want != actual:
+                detail = _mismatch_detail(expr, want, where)
+                raise TilecError(f"parameter '{p.name}': expected shape {shape_text(p.shape)}, got "
+                                 f"{list(shape)}: dimension {axis} should be {want}{detail}")
+    return dims
+
+
+def _mismatch_detail(expr: nodes.Expr, want: int, where: dict[str, str]) -> str:
+    if isinstance(expr, nodes.Var) and expr.name in where:
+        return f" ({expr.name} = {want}, bound by {where[expr.name]})"
+    return ""
+
+
+def symbols_of(params: Sequence[nodes.Buffer]) -> list[str]:
+    """Names of the symbolic dimensions of a signature, in order of first appearance."""
+    out: list[str] = []
+
+    def visit(e: nodes.Expr) -> None:
+        if isinstance(e, nodes.Var):
+            if e.name not in out:
+                out.append(e.name)
+        elif isinstance(e, nodes.BinOp):
+            visit(e.a)
+            visit(e.b)
+        elif isinstance(e, (nodes.UnaryOp, nodes.Cast)):
+            visit(e.a if isinstance(e, nodes.UnaryOp) else e.value)
+
+    for p in params:
+        for e in p.shape:
+            visit(e)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Checking and converting one call's arguments
+
+
+@dataclass
+class BoundCall:
+    """The arrays to hand to ``Executable.run`` plus what the caller gets back."""
+    args: list[Any]            # one per parameter, in the target's array kind
+    dims: dict[str, int]
+    outputs: list[Any]         # the user-facing output objects, in out_idx order
+    use_torch: bool
+
+
+def check_array(p: nodes.Buffer, x: Any, array_kind: str) -> tuple[int, ...]:
+    """Check one input against parameter ``p``; return its shape."""
+    if is_torch_tensor(x):
+        got = tilec_dtype_of_torch(x)
+        contiguous = x.is_contiguous()
+        if array_kind == "torch-cuda" and not x.is_cuda:
+            raise TilecError(f"parameter '{p.name}': this target runs on the GPU and needs a CUDA tensor, "
+                             f"got a tensor on '{x.device}'")
+        if array_kind == "numpy" and x.device.type != "cpu":
+            raise TilecError(f"parameter '{p.name}': this target runs on the host and needs a CPU tensor, "
+                             f"got a tensor on '{x.device}'")
+    elif isinstance(x, np.ndarray):
+        if array_kind == "torch-cuda":
+            raise TilecError(f"parameter '{p.name}': this target runs on the GPU and needs a CUDA torch "
+                             f"tensor, got a numpy array")
+        got = tilec_dtype_of_numpy(x, p.dtype)
+        contiguous = x.flags.c_contiguous
+    else:
+        raise TilecError(f"parameter '{p.name}': expected a numpy array or torch tensor of "
+                         f"{p.dtype}{shape_text(p.shape)}, got {type(x).__name__}")
+    if got != p.dtype:
+        hint = ""
+        if isinstance(x, np.ndarray) and p.dtype in ("bfloat16", "float8_e4m3"):
+            hint = (f" (numpy holds {p.dtype} as {dtypes.storage_numpy(p.dtype)} bit patterns: convert "
+                    f"with tilec.numerics.from_float32)")
+        raise TilecError(f"parameter '{p.name}': expected dtype {p.dtype}, got {got}{hint}")
+    if len(x.shape) != len(p.shape):
+        raise TilecError(f"parameter '{p.name}': expected a {len(p.shape)}-d array of shape "
+                         f"{shape_text(p.shape)}, got {len(x.shape)}-d shape {list(x.shape)}")
+    if not contiguous:
+        raise TilecError(f"parameter '{p.name}': expected a contiguous (row-major) array; "
+                         f"call .contiguous() (torch) or np.ascontiguousarray (numpy) first")
+    return tuple(int(s) for s in x.shape)
+
+
+def to_storage_numpy(x: Any, dtype: str) -> np.ndarray:
+    """A numpy view of ``x`` in ``dtype``'s storage dtype, sharing memory with it (torch CPU or numpy)."""
+    if isinstance(x, np.ndarray):
+        return x
+    t = x.detach()
+    if dtype == "bfloat16":
+        import torch
+        return t.view(torch.int16).numpy().view(np.uint16)
+    if dtype == "float8_e4m3":
+        import torch
+        return t.view(torch.uint8).numpy()
+    return t.numpy()
+
+
+def allocate(p: nodes.Buffer, dims: dict[str, int], use_torch: bool, device: Any,
+             poison: bool = False) -> Any:
+    """A fresh output array for parameter ``p``: uninitialised (TileLang's torch.empty), or with
+    ``poison`` filled with NaN (integers: their maximum) so that an unwritten element shows."""
+    shape = []
+    for axis, e in enumerate(p.shape):
+        v = eval_index(e, dims)
+        if v is None:
+            missing = [s for s in symbols_of([p]) if s not in dims]
+            raise TilecError(f"output parameter '{p.name}': cannot size dimension {axis}: symbol "
+                             f"{', '.join(missing)} appears in no input's shape")
+        if v < 0:
+            raise TilecError(f"output parameter '{p.name}': dimension {axis} evaluates to {v}")
+        shape.append(v)
+    if use_torch:
+        import torch
+        t = torch.empty(shape, dtype=torch_dtype(p.dtype), device=device)
+        if poison:
+            if t.device.type == "cpu":
+                _poison(to_storage_numpy(t, p.dtype), p.dtype)
+            else:
+                t.fill_(float("nan") if dtypes.is_float(p.dtype) else _int_poison(p.dtype))
+        return t
+    a = np.empty(shape, dtype=dtypes.storage_numpy(p.dtype))
+    if poison:
+        _poison(a, p.dtype)
+    return a
+
+
+def _int_poison(dtype: str) -> int:
+    return True if dtype == "bool" else int(np.iinfo(dtypes.storage_numpy(dtype)).max)
+
+
+def _poison(a: np.ndarray, dtype: str) -> None:
+    if dtypes.is_float(dtype):
+        from ..numerics import nan_storage
+        a.fill(nan_storage(dtype))
+    else:
+        a.fill(_int_poison(dtype))

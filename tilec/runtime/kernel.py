@@ -1,0 +1,202 @@
+"""``tilec.compile`` and the ``JITKernel`` it returns: the user-facing end of the compiler.
+
+``compile`` takes a kernel (a ``T.prim_func`` result or a ``nodes.Func``), verifies it, picks the target
+(``"auto"``: cuda when torch sees a GPU and the cuda backend is installed, else cpu, else the
+interpreter), and asks the target to build it. The ``JITKernel`` checks and converts each call's arrays
+(``args.py``), allocates the ``out_idx`` outputs and runs the target's ``Executable``.
+
+Return convention: outputs come back as torch tensors when any input was a torch tensor (bfloat16 as
+``torch.bfloat16``, float8_e4m3 as ``torch.float8_e4m3fn``) and as numpy arrays otherwise, in the same
+storage dtype numpy inputs use (bfloat16 as uint16 bits, float8_e4m3 as uint8 bits; see
+``tilec.numerics.to_float32``), so one kernel's outputs feed the next unchanged. One output is returned
+bare, several as a list, none as ``None``.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+from .. import targets as target_registry
+from ..errors import TilecError
+from ..ir import nodes
+from . import args as argmod
+
+
+# compile() options that the JITKernel uses and the target never sees.
+RUNTIME_OPTIONS = frozenset({"poison_outputs"})
+
+
+def as_func(kernel: Any) -> nodes.Func:
+    """The ``Func`` behind a ``T.prim_func`` result, a ``Func``, or a one-kernel ``Module``."""
+    if isinstance(kernel, nodes.Func):
+        return kernel
+    inner = getattr(kernel, "func", None)
+    if isinstance(inner, nodes.Func):
+        return inner
+    if isinstance(kernel, nodes.Module):
+        if len(kernel.funcs) == 1:
+            return kernel.funcs[0]
+        names = ", ".join(f.name for f in kernel.funcs)
+        raise TilecError(f"the module holds {len(kernel.funcs)} kernels ({names}); compile one of them")
+    raise TilecError(f"tilec.compile expects a @T.prim_func kernel, got {type(kernel).__name__}"
+                     + (" (a kernel factory? call it with its sizes first)" if callable(kernel) else ""))
+
+
+def verify(func: nodes.Func) -> None:
+    """Run the IR verifier (imported lazily: the frontend and verifier are optional at import time)."""
+    try:
+        from ..ir.verifier import verify as _verify
+    except ModuleNotFoundError as e:
+        if e.name == "tilec.ir.verifier":
+            return  # no verifier in this tree yet; the targets still check what they lower
+        raise
+    _verify(func)
+
+
+def _usable(name: str) -> bool:
+    try:
+        ok, _why = target_registry.get(name).available()
+    except Exception:  # a backend that fails to load is simply not a candidate for "auto"
+        return False
+    return bool(ok)
+
+
+def auto_target() -> str:
+    """The best target on this machine: cuda with a visible GPU, else cpu, else interp."""
+    registered = target_registry.names()
+    if "cuda" in registered:
+        try:
+            import torch
+            gpu = torch.cuda.is_available()
+        except ImportError:
+            gpu = False
+        if gpu and _usable("cuda"):
+            return "cuda"
+    if "cpu" in registered and _usable("cpu"):
+        return "cpu"
+    return "interp"
+
+
+def resolve_target(name: Any) -> Any:
+    """The target object for ``name`` (``"auto"`` allowed, or a target object), checked to be usable."""
+    if not isinstance(name, str):
+        target = name  # a target object (tests, or a target not in the registry)
+        ok, why = target.available()
+        if not ok:
+            raise TilecError(f"target '{target.name}' is not available here: {why}")
+        return target
+    if name == "auto":
+        name = auto_target()
+    try:
+        target = target_registry.get(name)
+    except TilecError:
+        raise
+    except Exception as e:
+        raise TilecError(f"target '{name}' failed to load: {type(e).__name__}: {e}") from e
+    ok, why = target.available()
+    if not ok:
+        raise TilecError(f"target '{name}' is not available here: {why}")
+    return target
+
+
+def normalize_out_idx(out_idx: Any, func: nodes.Func) -> list[int]:
+    """``out_idx`` (None, an int or a list, negatives allowed) as checked indices, in the given order."""
+    n = len(func.params)
+    if out_idx is None:
+        return []
+    raw = [out_idx] if isinstance(out_idx, int) else list(out_idx)
+    result: list[int] = []
+    for i in raw:
+        if not isinstance(i, int) or isinstance(i, bool):
+            raise TilecError(f"out_idx entries must be integers, got {i!r}")
+        if not -n <= i < n:
+            raise TilecError(f"out_idx {i} is out of range: kernel '{func.name}' has {n} parameters")
+        j = i % n
+        if j in result:
+            raise TilecError(f"out_idx names parameter '{func.params[j].name}' twice")
+        result.append(j)
+    return result
+
+
+class JITKernel:
+    """A compiled kernel: call it with the input arrays; it returns the ``out_idx`` outputs."""
+
+    def __init__(self, func: nodes.Func, executable: Any, target: Any, out_idx: list[int],
+                 options: dict[str, Any]):
+        self.func = func
+        self.executable = executable
+        self.target = target
+        self.out_idx = out_idx
+        self.options = options
+        self.params = func.params
+        self.input_idx = [i for i in range(len(func.params)) if i not in out_idx]
+        # Fill outputs with NaN before each run (the CLI's --check and the tests turn this on).
+        self.poison_outputs = bool(options.get("poison_outputs", False))
+
+    @property
+    def target_name(self) -> str:
+        return self.target.name
+
+    def get_kernel_source(self) -> str:
+        """The generated source (CUDA C++, LLVM IR, AscendC C++; the IR text for interp)."""
+        return self.executable.source
+
+    def __repr__(self) -> str:
+        return f"JITKernel({self.func.name}, target={self.target.name}, out_idx={self.out_idx})"
+
+    def __call__(self, *inputs: Any) -> Any:
+        bound = self.bind(inputs)
+        self.executable.run(bound.args, bound.dims)
+        if not bound.outputs:
+            return None
+        return bound.outputs[0] if len(bound.outputs) == 1 else list(bound.outputs)
+
+    def bind(self, inputs: Sequence[Any]) -> argmod.BoundCall:
+        """Check ``inputs``, bind dims, allocate outputs: everything but running the kernel."""
+        if len(inputs) != len(self.input_idx):
+            names = ", ".join(self.params[i].name for i in self.input_idx)
+            outs = ", ".join(self.params[i].name for i in self.out_idx)
+            note = f"; {outs} {'is' if len(self.out_idx) == 1 else 'are'} allocated (out_idx)" if outs else ""
+            raise TilecError(f"kernel '{self.func.name}' takes {len(self.input_idx)} input(s) ({names}), "
+                             f"got {len(inputs)}{note}")
+        kind = self.target.array_kind
+        shapes = {i: argmod.check_array(self.params[i], x, kind) for i, x in zip(self.input_idx, inputs)}
+        dims = argmod.bind_dims(self.params, shapes)
+        use_torch = kind == "torch-cuda" or any(argmod.is_torch_tensor(x) for x in inputs)
+        device = next((x.device for x in inputs if argmod.is_torch_tensor(x)),
+                      "cuda" if kind == "torch-cuda" else "cpu")
+        arrays: dict[int, Any] = dict(zip(self.input_idx, inputs))
+        outputs = []
+        for i in self.out_idx:
+            arrays[i] = argmod.allocate(self.params[i], dims, use_torch, device, self.poison_outputs)
+            outputs.append(arrays[i])
+        missing = [s for s in argmod.symbols_of(self.params) if s not in dims]
+        if missing:
+            raise TilecError(f"kernel '{self.func.name}': symbolic dimension(s) {', '.join(missing)} "
+                             f"are not determined by any input's shape")
+        run_args = []
+        for i, p in enumerate(self.params):
+            a = arrays[i]
+            run_args.append(argmod.to_storage_numpy(a, p.dtype) if kind == "numpy" else a)
+        return argmod.BoundCall(run_args, dims, outputs, use_torch)
+
+
+def compile(prim_func: Any, out_idx: Any = None, target: Any = "auto",  # noqa: A001 - TileLang's name
+            pass_configs: Optional[dict[str, Any]] = None, **options: Any) -> JITKernel:
+    """Verify ``prim_func`` and build it for ``target``; see the module docstring for the call convention.
+
+    ``pass_configs`` takes TileLang's keys (e.g. ``{"tl.disable_tma_lower": True}``); they reach the
+    target as ``options["pass_configs"]``. Other keyword ``options`` (``verify_each``, ``print_after_all``,
+    ``print_after``) go to the target's pass pipeline unchanged.
+    """
+    func = as_func(prim_func)
+    if pass_configs is not None and not isinstance(pass_configs, dict):
+        raise TilecError(f"pass_configs must be a dict, got {type(pass_configs).__name__}")
+    outs = normalize_out_idx(out_idx, func)
+    verify(func)
+    tgt = resolve_target(target)
+    opts = dict(options)
+    opts["pass_configs"] = dict(pass_configs or {})
+    # Options the runtime itself consumes stay out of the target's (and so its compile cache key).
+    build_opts = {k: v for k, v in opts.items() if k not in RUNTIME_OPTIONS}
+    executable = tgt.build(func, build_opts)
+    return JITKernel(func, executable, tgt, outs, opts)
