@@ -1,0 +1,12 @@
+# expect: 12:9: cumsum: dim 2 is out of range for a 2-D source
+# stage: verify
+# scan along a dimension the tile does not have
+import tilec.language as T
+
+@T.prim_func
+def main(A: T.Tensor((128, 128), "float16"), B: T.Tensor((128, 128), "float16"),
+         C: T.Tensor((128, 128), "float16")):
+    with T.Kernel(2, 2, threads=128) as (bx, by):
+        S = T.alloc_shared((64, 64), "float32")
+        T.fill(S, 1.0)
+        T.cumsum(S, S, dim=2)

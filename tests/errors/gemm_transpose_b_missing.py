@@ -1,0 +1,16 @@
+# expect: 15:9: gemm: A is 64x32 but B is 64x32: the reduction extents differ (K=32 from A, K=64 from B); did you mean transpose_B=True?
+# stage: verify
+# B is stored N x K (64x32) but transpose_B was not given
+import tilec.language as T
+
+@T.prim_func
+def main(A: T.Tensor((128, 128), "float16"), B: T.Tensor((128, 128), "float16"),
+         C: T.Tensor((128, 128), "float16")):
+    with T.Kernel(2, 2, threads=128) as (bx, by):
+        A_s = T.alloc_shared((64, 32), "float16")
+        B_s = T.alloc_shared((64, 32), "float16")
+        C_f = T.alloc_fragment((64, 64), "float32")
+        T.copy(A[by * 64, 0], A_s)
+        T.copy(B[bx * 64, 0], B_s)
+        T.gemm(A_s, B_s, C_f, clear_accum=True)
+        T.copy(C_f, C[by * 64, bx * 64])

@@ -1,0 +1,12 @@
+# expect: 12:25: expected a scalar value, got str 'zero'
+# stage: frontend
+# a string stored into a tensor
+import tilec.language as T
+
+@T.prim_func
+def main(A: T.Tensor((128, 128), "float16"), B: T.Tensor((128, 128), "float16"),
+         C: T.Tensor((128, 128), "float16")):
+    with T.Kernel(2, 2, threads=128) as (bx, by):
+        C_f = T.alloc_fragment((64, 64), "float32")
+        for i, j in T.Parallel(64, 64):
+            C_f[i, j] = "zero"
