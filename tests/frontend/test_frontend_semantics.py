@@ -120,3 +120,24 @@ def test_ragged_tiles_on_the_interpreter(tmp_path):
     padded = np.concatenate([a * 2 + 1, np.ones((37, 24), np.float32)], axis=1)
     np.testing.assert_allclose(s, padded.sum(axis=1), rtol=1e-5)
     np.testing.assert_allclose(c, np.cumsum(a * 2 + 1, axis=1), rtol=1e-5)
+
+
+def test_constant_builtins_work_in_factory_arithmetic():
+    """TileLang factories write ``-T.infinity(dtype)`` outside the kernel and use the result inside."""
+    neg_inf = -T.infinity("float32")
+    assert neg_inf == float("-inf")
+
+    @T.prim_func
+    def main(A: T.Tensor((8,), "float32"), B: T.Tensor((1,), "float32")):
+        with T.Kernel(1) as bx:
+            m = T.alloc_fragment((1,), "float32")
+            a = T.alloc_fragment((8,), "float32")
+            T.fill(m, neg_inf)
+            T.copy(A, a)
+            T.reduce_max(a, m, dim=0, clear=False)
+            T.copy(m, B)
+
+    assert "fill m, -inf" in print_func(main.func, locs=False)
+    x = np.random.default_rng(0).standard_normal(8).astype(np.float32) - 10
+    out = tilec.compile(main, out_idx=[1], target="interp")(x)
+    assert out[0] == x.max()

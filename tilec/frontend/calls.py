@@ -71,8 +71,13 @@ def dispatch(ctx: Any, name: str, args: tuple, kwargs: dict, loc: Optional[Loc],
 
 
 def call_outside_kernel(name: str, args: tuple, kwargs: dict, loc: Optional[Loc]) -> Any:
-    """``T.<name>(...)`` run as plain Python (in a kernel factory): pure builtins only."""
-    return dispatch(None, name, args, kwargs, loc)
+    """``T.<name>(...)`` run as plain Python (in a kernel factory): pure builtins only.
+
+    A constant result comes back as a Python number, so factories can compute with it
+    (``-T.infinity(dtype)``); inside a kernel it is then a literal like any other.
+    """
+    result = dispatch(None, name, args, kwargs, loc)
+    return result.value if isinstance(result, Const) else result
 
 
 # --- launch and loops --------------------------------------------------------------------------------
