@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 
 import tilec
+import tilec.language as T
 from tilec.ir import nodes as N
 from tilec.ir.parser import parse_func
 from tilec.ir.printer import print_func
