@@ -13,7 +13,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e . pytest
+	$(PY) -m pip install --quiet -e '.[test]'
 	@touch $@
 
 test: venv
@@ -21,6 +21,10 @@ test: venv
 
 demo: venv
 	$(VENV)/bin/tilec run examples/*.py --target auto --check
+	$(VENV)/bin/tilec model init --config tiny --seed 0 -o build/tiny.safetensors
+	$(VENV)/bin/tilec model build --config tiny --target cpu -o build/dsv32-tiny
+	$(VENV)/bin/tilec model generate --model build/dsv32-tiny --weights build/tiny.safetensors \
+		--prompt "DeepSeek-V3.2 on tilec:" --max-new-tokens 32 --temperature 0 --check
 
 # `make bench BENCH_ARGS=--quick` passes options through to benchmarks/cpu.py.
 bench: venv
