@@ -187,9 +187,17 @@ def test_pass_configs_reach_the_target(fake):
         tilec.compile(elementwise_add(), target=fake, pass_configs=["tl.disable_tma_lower"])
 
 
-def test_unavailable_and_unknown_targets():
-    with pytest.raises(TilecError, match="target 'fake' is not available here: no fake hardware"):
-        tilec.compile(elementwise_add(), target=FakeTarget(ok=False))
+def test_unavailable_target_builds_but_does_not_run(rng):
+    """A target that cannot run here (cuda without a GPU) still builds; the call says why it cannot run."""
+    target = FakeTarget(ok=False)
+    k = tilec.compile(elementwise_add(), out_idx=[2], target=target)
+    assert target.builds and k.get_kernel_source() == "// fake source for add"
+    a, _ = _inputs(rng)
+    with pytest.raises(TilecError, match="built for target 'fake', which cannot run here: no fake hardware"):
+        k(a, a)
+
+
+def test_unknown_targets():
     with pytest.raises(TilecError, match=r"unknown target 'nosuch' \(known: interp"):
         tilec.compile(elementwise_add(), target="nosuch")
 

@@ -121,6 +121,7 @@ def run_loaded(loaded: LoadedKernel, target: str, check: bool, seed: int,
     kernel = compile(loaded.func, out_idx=out_idx, target=target, poison_outputs=True, **(options or {}))
     compile_s = time.perf_counter() - start
     device = "cuda" if kernel.target.array_kind == "torch-cuda" else "cpu"
+    kernel.ensure_runnable()
     inputs = random_inputs(loaded, kernel.input_idx, seed, device)
     refs = call_reference(loaded, inputs) if check else None
     start = time.perf_counter()

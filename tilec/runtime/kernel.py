@@ -76,12 +76,16 @@ def auto_target() -> str:
     return "interp"
 
 
-def resolve_target(name: Any) -> Any:
-    """The target object for ``name`` (``"auto"`` allowed, or a target object), checked to be usable."""
+def resolve_target(name: Any, require_available: bool = True) -> Any:
+    """The target object for ``name`` (``"auto"`` allowed, or a target object).
+
+    With ``require_available`` the target must be able to run here; building alone (a CUDA kernel on a
+    machine with nvcc and no GPU) only needs the target to load.
+    """
     if not isinstance(name, str):
         target = name  # a target object (tests, or a target not in the registry)
         ok, why = target.available()
-        if not ok:
+        if require_available and not ok:
             raise TilecError(f"target '{target.name}' is not available here: {why}")
         return target
     if name == "auto":
@@ -93,7 +97,7 @@ def resolve_target(name: Any) -> Any:
     except Exception as e:
         raise TilecError(f"target '{name}' failed to load: {type(e).__name__}: {e}") from e
     ok, why = target.available()
-    if not ok:
+    if require_available and not ok:
         raise TilecError(f"target '{name}' is not available here: {why}")
     return target
 
@@ -131,6 +135,7 @@ class JITKernel:
         self.input_idx = [i for i in range(len(func.params)) if i not in out_idx]
         # Fill outputs with NaN before each run (the CLI's --check and the tests turn this on).
         self.poison_outputs = bool(options.get("poison_outputs", False))
+        self._runnable = False  # target.available() is asked once, at the first call
 
     @property
     def target_name(self) -> str:
@@ -143,7 +148,17 @@ class JITKernel:
     def __repr__(self) -> str:
         return f"JITKernel({self.func.name}, target={self.target.name}, out_idx={self.out_idx})"
 
+    def ensure_runnable(self) -> None:
+        """Raise a TilecError when the target cannot run here (asked once, at the first call)."""
+        if not self._runnable:
+            ok, why = self.target.available()
+            if not ok:
+                raise TilecError(f"kernel '{self.func.name}' was built for target '{self.target.name}', "
+                                 f"which cannot run here: {why} (get_kernel_source() has the code)")
+            self._runnable = True
+
     def __call__(self, *inputs: Any) -> Any:
+        self.ensure_runnable()
         bound = self.bind(inputs)
         self.executable.run(bound.args, bound.dims)
         if not bound.outputs:
@@ -193,7 +208,7 @@ def compile(prim_func: Any, out_idx: Any = None, target: Any = "auto",  # noqa: 
         raise TilecError(f"pass_configs must be a dict, got {type(pass_configs).__name__}")
     outs = normalize_out_idx(out_idx, func)
     verify(func)
-    tgt = resolve_target(target)
+    tgt = resolve_target(target, require_available=False)
     opts = dict(options)
     opts["pass_configs"] = dict(pass_configs or {})
     # Options the runtime itself consumes stay out of the target's (and so its compile cache key).
