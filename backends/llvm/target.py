@@ -1,0 +1,163 @@
+"""The ``cpu`` target: Tile IR -> LLVM IR -> native code, run on a thread pool (DESIGN.md decision 5).
+
+``CpuTarget.build(func, options)`` generates LLVM IR (codegen_module.py), optimizes it at O3 with the
+vectorizers on for the host CPU (llvm_env.py) and produces native code one of two ways:
+- ``aot`` (default when a C compiler exists): object file -> shared library (aot.py), kept in the
+  on-disk compile cache (cache.py) and loaded with ctypes; a cached kernel loads without llvmlite.
+- ``jit``: the module is added to the process's one MCJIT engine (no disk cache).
+Options: ``cpu_build`` ("aot" | "jit", also ``TILEC_CPU_BUILD``), ``num_threads`` (else
+``TILEC_NUM_THREADS``/the machine), ``cpu_bf16dot`` (default on). The returned ``CpuExecutable`` runs
+the kernel on numpy arrays in storage dtype (``run(args, dims)``) and carries the LLVM IR as ``source``.
+``export_library``/``load_exported`` put several kernels in one shared library (the model library).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+from tilec.ir import nodes as n
+
+from . import cache
+from .aot import c_compiler, link_shared
+from .runtime import NativeKernel
+
+_BUILD_KEYS = ("cpu_build",)
+
+
+def generate_llvm_ir(func: n.Func, options: Optional[dict] = None) -> tuple[str, dict]:
+    """LLVM IR text (with the host function attributes patched in) and the kernel metadata.
+
+    ``options["cpu_bf16dot"]`` (default True) lets bfloat16 GEMMs use AVX512-BF16 where the host has it.
+    """
+    import hashlib
+
+    from . import gemm_bf16, llvm_env
+    from .codegen_module import build_module
+    host = llvm_env.host()
+    tag = hashlib.sha256(cache.ir_text(func).encode()).hexdigest()[:12]
+    bf16dot = bool((options or {}).get("cpu_bf16dot", True)) and gemm_bf16.available(host.features, host.vector_floats)
+    module, meta = build_module(func, host.vector_floats, tag, bf16dot)
+    from .gemm_bf16 import render
+    text = llvm_env.patch_function_attributes(render(module), max(128, host.vector_floats * 32))
+    return text, meta.to_json()
+
+
+def assembly(func: n.Func, options: Optional[dict] = None) -> str:
+    """Optimized host assembly of ``func`` (for tests and ``get_kernel_source``-style inspection)."""
+    from . import llvm_env
+    text, _ = generate_llvm_ir(func, options)
+    return llvm_env.emit_assembly(llvm_env.optimize(text))
+
+
+def build_library(func: n.Func, options: Optional[dict] = None) -> tuple[bytes, dict, str]:
+    """Ahead-of-time: (shared library bytes, metadata, LLVM IR text)."""
+    from . import llvm_env
+    text, meta = generate_llvm_ir(func, options)
+    obj = llvm_env.emit_object(llvm_env.optimize(text))
+    return link_shared(obj), meta, text
+
+
+def export_library(funcs, path, options: Optional[dict] = None) -> dict:
+    """Compile one kernel or several into ONE shared library at ``path`` plus ``<path>.json``.
+
+    The manifest maps each kernel name to the metadata ``load_exported`` needs; loading uses ctypes
+    only (no llvmlite), which is how a model library built ahead of time is shipped and used.
+    """
+    from . import llvm_env
+    funcs = [funcs] if isinstance(funcs, n.Func) else list(funcs)
+    names = [f.name for f in funcs]
+    if len(set(names)) != len(names):
+        from tilec.errors import TilecError
+        raise TilecError(f"cpu target: kernels in one library need distinct names, got {names}")
+    objs, metas = [], {}
+    for f in funcs:
+        text, meta = generate_llvm_ir(f, options)
+        objs.append(llvm_env.emit_object(llvm_env.optimize(text)))
+        metas[f.name] = meta
+    lib = link_shared(objs)
+    path = Path(path)
+    cache.atomic_write(path, lib)
+    manifest = {"library": path.name, "kernels": metas}
+    cache.atomic_write(path.with_name(path.name + ".json"), json.dumps(manifest, indent=1).encode())
+    return manifest
+
+
+def load_exported(path, threads: Optional[int] = None) -> dict:
+    """Load a library written by ``export_library``: kernel name -> ``CpuExecutable`` (ctypes only)."""
+    path = Path(path)
+    manifest = json.loads(path.with_name(path.name + ".json").read_text())
+    return {name: CpuExecutable(load_library(path, meta), "", None, path, threads)
+            for name, meta in manifest["kernels"].items()}
+
+
+class CpuExecutable:
+    """A compiled kernel: ``run(args, dims)`` on numpy arrays in storage dtype, outputs written in place."""
+
+    def __init__(self, kernel: NativeKernel, source: str, binary: Optional[bytes], path: Optional[Path],
+                 threads: Optional[int]):
+        self.kernel = kernel
+        self.source = source
+        self.binary = binary
+        self.library_path = path
+        self.threads = threads
+
+    def run(self, args: list[Any], dims: dict[str, int]) -> None:
+        self.kernel.run(list(args), dims or {}, self.threads)
+
+
+def load_library(path: Path, meta: dict) -> NativeKernel:
+    """Load an ahead-of-time kernel library with ctypes only."""
+    import ctypes
+    lib = ctypes.CDLL(str(path))
+    addrs = {}
+    for launch, count in meta["launches"]:
+        addrs[launch] = ctypes.cast(getattr(lib, launch), ctypes.c_void_p).value
+        addrs[count] = ctypes.cast(getattr(lib, count), ctypes.c_void_p).value
+    return NativeKernel(meta, addrs, keepalive=lib)
+
+
+class CpuTarget:
+    name = "cpu"
+    description = "native CPU code through LLVM (llvmlite): vectorized, multi-threaded, JIT or shared library"
+    array_kind = "numpy"
+
+    def available(self) -> tuple[bool, str]:
+        try:
+            import llvmlite.binding  # noqa: F401
+        except Exception as e:  # pragma: no cover - depends on the environment
+            return False, f"llvmlite is not importable: {e}"
+        return True, ""
+
+    def build(self, func: n.Func, options: Optional[dict[str, Any]] = None) -> CpuExecutable:
+        import os
+        options = dict(options or {})
+        mode = options.get("cpu_build") or os.environ.get("TILEC_CPU_BUILD") or ("aot" if c_compiler() else "jit")
+        threads = options.get("num_threads")
+        if mode == "jit":
+            return self._build_jit(func, threads, options)
+        key_opts = {k: v for k, v in options.items() if k != "num_threads"}
+        key = cache.make_key(func, self.name, key_opts)
+        hit = cache.lookup(key) if cache.enabled() else None
+        if hit is not None:
+            manifest, path = hit
+            return CpuExecutable(load_library(path, manifest["meta"]), cache.read_ir(manifest), path.read_bytes(),
+                                 path, threads)
+        lib, meta, text = build_library(func, options)
+        if cache.enabled():
+            manifest, path = cache.store(key, lib, meta, text)
+        else:
+            import tempfile
+            fd, tmp = tempfile.mkstemp(suffix=".so", prefix="tilec-")
+            os.write(fd, lib)
+            os.close(fd)
+            path = Path(tmp)
+        return CpuExecutable(load_library(path, meta), text, lib, path, threads)
+
+    def _build_jit(self, func: n.Func, threads, options: dict) -> CpuExecutable:
+        from . import llvm_env
+        text, meta = generate_llvm_ir(func, options)
+        mod = llvm_env.optimize(text)
+        syms = [s for pair in meta["launches"] for s in pair]
+        addrs = llvm_env.jit_add(mod, syms)
+        return CpuExecutable(NativeKernel(meta, addrs, keepalive=mod), text, None, None, threads)

@@ -1,0 +1,158 @@
+"""Builds of the cpu target: the assembly is vector code (AVX-512 FMAs, no libm exp calls), the compile
+cache survives concurrent processes and corrupt entries and serves a new process fast, and the
+ahead-of-time library runs in a process that cannot import llvmlite."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from backends.llvm import llvm_env
+from backends.llvm.target import assembly
+
+ROOT = pathlib.Path(__file__).parents[3]
+sys.path.insert(0, str(ROOT / "examples"))
+
+needs_avx512 = pytest.mark.skipif(not llvm_env.host().has_avx512, reason="host CPU lacks avx512f")
+
+
+@needs_avx512
+def test_gemm_asm_uses_zmm_fma():
+    import gemm
+    asm = assembly(gemm.gemm(256, 256, 256, dtype="float32").func)
+    fmas = re.findall(r"vfmadd231ps\s+[^\n]*%zmm", asm)
+    assert len(fmas) >= 16, "the GEMM micro-kernel should be zmm FMAs"
+
+
+@needs_avx512
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_attention_asm_has_no_libm_exp(dtype):
+    import flash_attention
+    asm = assembly(flash_attention.flash_attention(1, 2, 256, 64, True, dtype=dtype).func)
+    assert not re.search(r"call\s+\S*exp", asm), "exp2 must be inlined vector code, not a libm call"
+    assert re.search(r"vfmadd\d+ps\s+[^\n]*%zmm", asm)
+    assert re.search(r"vscalefps|vcvt\w*ps2dq\s+[^\n]*%zmm|vpslld\s+[^\n]*%zmm", asm), "vector exp2"
+
+
+_SCRIPT = textwrap.dedent("""
+    import sys, time, numpy as np
+    sys.path.insert(0, {examples!r})
+    t0 = time.perf_counter()
+    {block}
+    import gemm
+    from backends.llvm.target import CpuTarget
+    func = gemm.gemm(96, 80, 72, dtype="float32").func
+    t1 = time.perf_counter()
+    exe = CpuTarget().build(func, {{}})
+    t2 = time.perf_counter()
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((96, 72)).astype(np.float32)
+    b = rng.standard_normal((72, 80)).astype(np.float32)
+    c = np.full((96, 80), np.nan, np.float32)
+    exe.run([a, b, c], {{}})
+    t3 = time.perf_counter()
+    err = np.abs(c - a @ b).max()
+    assert err < 1e-4, err
+    print("OK build_ms=%.1f ready_ms=%.1f total_ms=%.1f llvmlite=%s" % ((t2 - t1) * 1e3, (t3 - t1) * 1e3,
+          (t3 - t0) * 1e3, sys.modules.get("llvmlite.binding") is not None))
+""")
+
+
+def _run(cache: pathlib.Path, block_llvmlite: bool = False, wait: bool = True):
+    block = "sys.modules['llvmlite'] = None; sys.modules['llvmlite.binding'] = None" if block_llvmlite else ""
+    code = _SCRIPT.format(examples=str(ROOT / "examples"), block=block)
+    env = dict(os.environ, TILEC_CACHE_DIR=str(cache), PYTHONPATH=str(ROOT))
+    p = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    if not wait:
+        return p
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    return out
+
+
+def _entries(cache: pathlib.Path):
+    return sorted((cache / "cpu").glob("*.json"))
+
+
+def test_cache_eight_concurrent_processes(tmp_path):
+    procs = [_run(tmp_path, wait=False) for _ in range(8)]
+    for p in procs:
+        out, err = p.communicate(timeout=180)
+        assert p.returncode == 0, err
+        assert out.startswith("OK"), out
+    manifests = _entries(tmp_path)
+    assert len(manifests) == 1
+    assert not list((tmp_path / "cpu").glob("*.tmp")), "temporary files left behind"
+    out = _run(tmp_path, block_llvmlite=True)        # a hit: loads with ctypes only
+    assert "llvmlite=False" in out
+
+
+def test_cache_truncated_entry_is_rebuilt(tmp_path):
+    _run(tmp_path)
+    manifest = json.loads(_entries(tmp_path)[0].read_text())
+    lib = tmp_path / "cpu" / manifest["library"]
+    data = lib.read_bytes()
+    lib.write_bytes(data[: len(data) // 3])           # a torn write
+    out = _run(tmp_path)
+    assert out.startswith("OK")
+    manifest2 = json.loads(_entries(tmp_path)[0].read_text())
+    rebuilt = (tmp_path / "cpu" / manifest2["library"]).read_bytes()
+    assert hashlib.sha256(rebuilt).hexdigest() == manifest2["sha256"] and len(rebuilt) > len(data) // 3
+    _entries(tmp_path)[0].write_text('{"library": ')  # a truncated manifest
+    assert _run(tmp_path).startswith("OK")
+    json.loads(_entries(tmp_path)[0].read_text())
+
+
+def test_cached_kernel_ready_fast_in_new_process(tmp_path):
+    _run(tmp_path)
+    out = _run(tmp_path, block_llvmlite=True)
+    ready = float(re.search(r"ready_ms=([\d.]+)", out).group(1))
+    assert "llvmlite=False" in out
+    assert ready < 100, out
+
+
+@pytest.mark.skipif("+avx512bf16" not in llvm_env.host().features, reason="host CPU lacks avx512bf16")
+def test_bf16_gemm_asm_uses_dot_product():
+    import gemm
+    asm = assembly(gemm.gemm(256, 256, 256, dtype="bfloat16").func)
+    assert re.search(r"vdpbf16ps\s+[^\n]*%zmm", asm)
+    assert not re.search(r"vdpbf16ps", assembly(gemm.gemm(256, 256, 256, dtype="bfloat16").func,
+                                                 {"cpu_bf16dot": False}))
+
+
+def test_export_library_of_several_kernels_loads_without_llvmlite(tmp_path):
+    import softmax
+    from backends.llvm.target import export_library
+    import gemm as g
+    ga = g.gemm(64, 48, 40, dtype="float32").func
+    sm = softmax.softmax(20, 50).func
+    ga, sm = dataclasses.replace(ga, name="gemm_a"), dataclasses.replace(sm, name="softmax_a")
+    export_library([ga, sm], tmp_path / "model.so")
+    code = textwrap.dedent(f"""
+        import sys, numpy as np
+        sys.modules['llvmlite'] = None
+        from backends.llvm.target import load_exported
+        ks = load_exported({str(tmp_path / 'model.so')!r})
+        rng = np.random.default_rng(0)
+        a, b = rng.standard_normal((64, 40), np.float32), rng.standard_normal((40, 48), np.float32)
+        c = np.full((64, 48), np.nan, np.float32)
+        ks["gemm_a"].run([a, b, c], {{}})
+        x = rng.standard_normal((20, 50), np.float32); y = np.full_like(x, np.nan)
+        ks["softmax_a"].run([x, y], {{}})
+        e = np.exp(x - x.max(1, keepdims=True)); ref = e / e.sum(1, keepdims=True)
+        assert np.abs(c - a @ b).max() < 1e-4 and np.abs(y - ref).max() < 1e-6
+        print("OK", sorted(ks))
+    """)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "OK ['gemm_a', 'softmax_a']" in r.stdout
