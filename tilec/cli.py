@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("targets", help="list targets and whether they run here", epilog=_TARGETS_HELP,
                        formatter_class=fmt, description="List the registered targets.")
     p.set_defaults(handler=cmd_targets)
+
+    from .models.deepseek_v32.cli import register as register_model  # `tilec model ...`
+    register_model(sub)
     return parser
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from kernel_common import cuda_build, have_nvcc  # noqa: F401 - re-exported for the tests
+
 from tilec.models.deepseek_v32 import ref_ops
 
 TARGETS_HOST = ("interp", "cpu")
@@ -109,18 +111,3 @@ def run_kernel(factory, args: tuple, out_idx: list, target: str, *inputs):
     if key not in _KERNELS:
         _KERNELS[key] = tilec.compile(factory(*args), out_idx=out_idx, target=target, poison_outputs=True)
     return _KERNELS[key](*inputs)
-
-
-def cuda_build(prim_func):
-    """Build for the cuda target without running (nvcc, no GPU needed); returns the executable."""
-    from tilec import targets
-    return targets.get("cuda").build(prim_func.func, {})
-
-
-def have_nvcc() -> bool:
-    try:
-        from backends.cuda.build import nvcc_path
-        nvcc_path()
-        return True
-    except Exception:  # noqa: BLE001 - any failure means: no usable nvcc
-        return False

@@ -12,6 +12,7 @@ import os
 from dataclasses import replace
 
 import torch
+from kernel_common import cuda_build, gen, have_nvcc  # noqa: F401 - re-exported for the tests
 
 from tilec.models.deepseek_v32 import ref_ops
 from tilec.models.deepseek_v32.config import CONFIG_671B, CONFIG_TINY
@@ -29,24 +30,20 @@ def relerr(out: torch.Tensor, ref: torch.Tensor) -> float:
     return ((out - ref).norm() / ref.norm()).item()
 
 
-def gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
 _POISONED: dict = {}
 
 
 def poisoned(monkeypatch) -> None:
     """Route the kernel wrappers' compile helper through ``tilec.compile(..., poison_outputs=True)``."""
     import tilec
-    from tilec.models.deepseek_v32.kernels import hadamard, moe, norms, quant, rope
+    from tilec.models.deepseek_v32.kernels import hadamard, moe, moe_gate, norms, quant, rope
 
     def compiled(factory, args, out_idx, target="auto"):
         key = (factory.__module__, factory.__qualname__, args, target)
         if key not in _POISONED:
             _POISONED[key] = tilec.compile(factory(*args), out_idx=out_idx, target=target, poison_outputs=True)
         return _POISONED[key]
-    for mod in (quant, norms, rope, hadamard, moe):
+    for mod in (quant, norms, rope, hadamard, moe, moe_gate):
         monkeypatch.setattr(mod, "compiled", compiled)
 
 
@@ -99,21 +96,6 @@ def moe_params(moe: MoE) -> dict:
     if ex[0].w1.scale is not None:
         p.update(s1=_stack_scale(ex, "w1"), s2=_stack_scale(ex, "w2"), s3=_stack_scale(ex, "w3"))
     return p
-
-
-def have_nvcc() -> bool:
-    try:
-        from backends.cuda.build import nvcc_path
-        nvcc_path()
-        return True
-    except Exception:  # noqa: BLE001 - any failure means: no usable nvcc
-        return False
-
-
-def cuda_build(prim_func):
-    """Build for the cuda target without running (nvcc, no GPU needed)."""
-    from tilec import targets
-    return targets.get("cuda").build(prim_func.func, {})
 
 
 def slow_allowed() -> bool:

@@ -19,6 +19,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from attention_helpers import (causal_mask, cuda_build, dense_decode_ref, have_nvcc,  # noqa: E402
                                indexer_inputs, random_indices, relerr, run_kernel, same_index_sets,
                                sparse_mla_ref, topk_lower_index_ref)
+from kernel_common import gen  # noqa: E402
 
 from tilec.models.deepseek_v32 import ref_ops  # noqa: E402
 from tilec.models.deepseek_v32.config import CONFIG_TINY  # noqa: E402
@@ -27,10 +28,6 @@ from tilec.models.deepseek_v32.kernels import indexer, mla_decode, sparse_mla, t
 TARGETS = ["interp", "cpu", "ascend"]
 TINY_SCALE = CONFIG_TINY.softmax_scale
 D_QK, D_V = CONFIG_TINY.kv_lora_rank + CONFIG_TINY.qk_rope_head_dim, CONFIG_TINY.kv_lora_rank  # 144, 128
-
-
-def gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 # --- lightning indexer ---------------------------------------------------------------------------------

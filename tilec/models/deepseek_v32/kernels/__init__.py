@@ -1,26 +1,36 @@
 """DeepSeek-V3.2's kernels written in the tilec language (issue 7; the math is specs/deepseek_v32.md).
 
 One module per kernel family; each holds kernel factories that return a ``T.prim_func`` (TileLang
-style) and thin wrappers that compile a factory once per shape and target and call it on torch tensors:
+style) and thin wrappers that compile a factory once per shape and target and call it on torch tensors.
+The user guide is ``docs/deepseek_kernels.md``.
 
+- ``quant``: FP8 block quantization (``act_quant``, 1x128 blocks, optional ue8m0 scales),
+  ``weight_dequant`` (128x128 weight blocks), the block-scaled ``fp8_gemm`` and ``linear_bf16``, and
+  DeepSeek's ``linear`` dispatch (§3.4, §4); also the ``scaled_slab_gemm`` macro every FP8 GEMM uses.
+- ``norms``: RMSNorm (optionally with the fused residual add) and LayerNorm (§3.2).
+- ``rope``: rotary embedding with the YaRN table as input, interleaved (MLA) or half-split (indexer)
+  pairs (§3.3, §8 trap 1).
+- ``hadamard``: the indexer's 128-point Hadamard transform, one GEMM against the Sylvester matrix.
 - ``indexer``: lightning-indexer logits with ``fp8_index`` semantics and the causal mask (§3.6).
 - ``topk``: a top-k selector written in the DSL: int32 positions, ``-1`` for ``-inf`` scores, lower
   index first on ties (§3.6, §8 trap 3).
 - ``sparse_mla``: FlashMLA's sparse MLA forward: gathered latent rows, online softmax, out and lse (§3.7).
 - ``mla_decode``: weight-absorbed MLA decode, sparse (per-token indices) and dense (first E rows).
-- ``quant``, ``norms``, ``rope``, ``hadamard``, ``moe``: FP8 quantization and GEMMs, the layer
-  primitives and the MoE (see each module).
+- ``moe_gate``: the MoE gate: sigmoid scores, group limiting, top-k experts and their weights (§3.8).
+- ``moe``: the rest of the MoE: the padded expert permutation, the grouped SwiGLU GEMMs (bf16 or
+  FP8), the weighted combine with the shared expert, and the dense MLP; re-exports ``gate``.
 
 The oracles are ``tilec.models.deepseek_v32.ref_ops`` and the helpers under ``tests/models/kernels/``.
-``compiled`` below is the one memo every wrapper uses. Nothing here is imported eagerly: ``import
-tilec`` and this package stay cheap; the frontend and the targets load when a kernel is first built.
+``compiled`` below is the one memo every wrapper uses; ``resolve_target``, ``fp8_mma_dtype`` and
+``dtype_name`` are the wrappers' shared choices. Nothing here is imported eagerly: ``import tilec`` and
+this package stay cheap; the frontend and the targets load when a kernel is first built.
 The sequence dimensions of the attention kernels are symbolic (``T.dynamic``), so a decode loop whose
 cache grows reuses one compiled kernel (the top-k selector recompiles when the length doubles).
 """
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 _CACHE: dict[Any, Any] = {}
 _LOCK = threading.Lock()
@@ -45,3 +55,16 @@ def resolve_target(target: str) -> str:
         return target
     from tilec.runtime.kernel import auto_target
     return auto_target()
+
+
+def fp8_mma_dtype(target: str) -> Optional[str]:
+    """The dtype an FP8 kernel's GEMM operands are widened to on ``target``: bfloat16 on ascend (the
+    910B's Cube has no FP8 instruction; every e4m3 value is exact in bf16), else None (keep float8).
+    ``"auto"`` never resolves to ascend, so it needs no resolving here."""
+    return "bfloat16" if target == "ascend" else None
+
+
+def dtype_name(dtype: Any) -> str:
+    """tilec's name of a torch dtype the wrappers accept for activations (bf16, fp16, fp32)."""
+    import torch
+    return {torch.bfloat16: "bfloat16", torch.float16: "float16", torch.float32: "float32"}[dtype]

@@ -15,7 +15,7 @@ from typing import Optional
 
 import tilec.language as T
 
-from . import compiled, resolve_target
+from . import compiled, fp8_mma_dtype, resolve_target
 
 
 def fp8_index_kernel(h: int, d: int, causal_offset: Optional[int] = None, block_M: Optional[int] = None,
@@ -87,7 +87,7 @@ def fp8_index(q, q_s, k, k_s, causal_offset: Optional[int] = None, target: str =
     """Indexer logits fp32 ``[b, m, n]`` from torch tensors (q, k float8_e4m3fn; q_s, k_s fp32)."""
     h, d = q.shape[2:]
     target = resolve_target(target)
-    mma = "bfloat16" if target == "ascend" else None   # no FP8 Cube instruction on Ascend
+    mma = fp8_mma_dtype(target)   # bfloat16 on ascend: no FP8 Cube instruction
     # 256 keys measured faster on the cpu; 128 on cuda (TileLang's chunk) and on ascend (at 64 heads,
     # 256 keys need 250 KiB of the 910B's 192 KiB Unified Buffer)
     block_N = tiles.get("block_N", 128 if target in ("cuda", "ascend") else 256)

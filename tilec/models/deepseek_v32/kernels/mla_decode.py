@@ -23,8 +23,8 @@ import torch
 
 import tilec.language as T
 
-from . import compiled, resolve_target
-from .sparse_mla import (LOG2E, _dtype_name, default_block_H, finish_rows, online_softmax_update,
+from . import compiled, dtype_name, resolve_target
+from .sparse_mla import (LOG2E, default_block_H, finish_rows, online_softmax_update, softmax_state,
                          sparse_mla_batched)
 
 
@@ -54,21 +54,12 @@ def dense_mla_decode_kernel(s_q: int, h: int, d_qk: int, d_v: int, sm_scale: flo
             kv_sh = T.alloc_shared((block_N, d_qk), dtype)
             s = T.alloc_fragment((block_H, block_N), accum)
             p = T.alloc_fragment((block_H, block_N), dtype)
-            acc = T.alloc_fragment((block_H, d_v), accum)
-            m = T.alloc_fragment((block_H,), accum)
-            m_prev = T.alloc_fragment((block_H,), accum)
-            alpha = T.alloc_fragment((block_H,), accum)
-            rowsum = T.alloc_fragment((block_H,), accum)
-            l = T.alloc_fragment((block_H,), accum)
-            lse_f = T.alloc_fragment((block_H,), accum)
+            acc, m, m_prev, alpha, rowsum, l, lse_f = softmax_state(block_H, d_v)
             h0 = by * block_H
             seqlen = T.min(cache_seqlens[bz], s_max)
             # rows this query may see: [0, last)
             last = T.min(seqlen - s_q + bx + 1, seqlen) if causal else seqlen
             T.copy(q[bz, bx, h0:h0 + block_H, 0:d_qk], q_sh)
-            T.clear(acc)
-            T.clear(l)
-            T.fill(m, -T.infinity(accum))
             for c in T.serial(T.ceildiv(T.max(last, 0), block_N)):
                 T.copy(kv[bz, c * block_N:(c + 1) * block_N, 0:d_qk], kv_sh)
                 T.gemm(q_sh, kv_sh, s, transpose_B=True, clear_accum=True)
@@ -89,7 +80,7 @@ def dense_mla_decode(q, kv, cache_seqlens, sm_scale: float, d_v: int = 512, caus
     s_q, h, d_qk = q.shape[1:]
     target = resolve_target(target)
     args = (s_q, h, d_qk, d_v, float(sm_scale), causal, tiles.get("block_N", 64),
-            tiles.get("block_H", default_block_H(h, target)), _dtype_name(q))
+            tiles.get("block_H", default_block_H(h, target)), dtype_name(q.dtype))
     kernel = compiled(dense_mla_decode_kernel, args, [3, 4], target)
     out, lse = kernel(q.contiguous(), kv.contiguous(), cache_seqlens.to(torch.int32).contiguous())
     return out, lse.transpose(1, 2).contiguous()

@@ -1,107 +1,34 @@
 """DeepSeek-V3.2's MoE layer and dense SwiGLU MLP as tilec kernels (spec §3.8, §8 traps 4-5).
 
-The pipeline, one kernel per step:
+The pipeline, one kernel per step (step 1, the gate, is ``moe_gate.py``; ``gate`` and ``gate_kernel``
+are re-exported here so ``kernels.moe`` names every step):
 
-1. ``gate``: ``s = sigmoid(fp32(x) @ fp32(Wg)^T)``; ``sb = s + bias`` (selection only); group score =
-   sum of the top-2 of ``sb`` in each group; the ``n_limited_groups`` best groups stay, the others are
-   masked to -inf; the top-k experts of the masked ``sb`` are chosen; their weights are the unbiased
-   ``s`` normalized over the k, times ``route_scale`` (fp32). Ranks replace sorting: an expert's slot is
-   the number of experts that beat it (higher score, or equal score and lower index), so the order is
-   the reference's (descending) and ties go to the lower index, deterministically.
+1. ``gate``: per token, the top-k experts (int32, descending score, ties to the lower index) and
+   their weights (the unbiased sigmoid scores normalized over the k, times ``route_scale``).
 2. ``permute``: the (token, slot) pairs sorted by expert, in token order within an expert (the
    reference's ``torch.where`` order), into a "grouped contiguous" layout: every expert's segment is
    padded to a multiple of ``block_M`` rows, so a GEMM tile belongs to one expert and owns its rows.
    Outputs: ``tok[row]`` (-1 on padding), ``tile_expert[tile]`` (-1 for unused tiles), ``pos[t, k]``.
 3. ``moe_up`` / ``moe_down``: per tile, the gathered token rows times the tile's
    expert weights: ``h = bf16(silu(bf16(x W1^T)) * bf16(x W3^T))``, then ``y = bf16(h W2^T)``; bf16 or
-   FP8 (1x128 activation blocks, 128x128 weight blocks, fp32 per K slab).
+   FP8 (1x128 activation blocks, 128x128 weight blocks, fp32 per K slab: ``quant.scaled_slab_gemm``).
 4. ``combine``: ``out[t] = bf16(sum_k w[t, k] * y[pos[t, k]] + shared(x)[t])`` in fp32.
 
-Shapes: T tokens, D = dim, I = moe_inter_dim, E experts, K active experts.
+``mlp`` (the dense SwiGLU MLP, also the shared expert) reuses the grouped up-projection with one
+expert. Shapes: T tokens, D = dim, I = moe_inter_dim, E experts, K active experts.
 """
 import torch
 
 import tilec.language as T
 
-from . import compiled
-from .quant import act_quant, fp8_gemm, linear_bf16
+from . import compiled, fp8_mma_dtype
+from .moe_gate import gate, gate_kernel  # noqa: F401 - re-exported: step 1 of the pipeline
+from .quant import act_quant, fp8_gemm, linear_bf16, scaled_slab_gemm
 
 F32 = "float32"
 I32 = "int32"
 BF16 = "bfloat16"
 BLOCK_N = 64     # output columns per grouped-GEMM block (divides the 128-wide FP8 scale block)
-
-
-def gate_kernel(D: int, E: int, K: int, G: int, TG: int, route_scale: float, block_T: int = 0,
-                block_K: int = 0, dtype: str = BF16):
-    """Factory: ``main(X[T, D], Wg[E, D], bias[E] fp32, W[T, K] fp32, Idx[T, K] int32)``.
-
-    A block scores ``block_T`` tokens against all E experts; with 256 experts the tiles shrink so the
-    gate-weight tile and the [block_T, E] score tiles fit a GPU's shared memory.
-    """
-    block_T = block_T or (32 if E <= 64 else 8)
-    block_K = block_K or (128 if E <= 64 else 64)
-    assert E % G == 0 and TG * (E // G) >= K
-    EG = E // G
-    M = T.dynamic("T")
-
-    @T.prim_func
-    def main(X: T.Tensor((M, D), dtype), Wg: T.Tensor((E, D), dtype), bias: T.Tensor((E,), F32),
-             W: T.Tensor((M, K), F32), Idx: T.Tensor((M, K), I32)):
-        with T.Kernel(T.ceildiv(M, block_T), threads=128) as bx:
-            x_s = T.alloc_shared((block_T, block_K), dtype)
-            w_s = T.alloc_shared((E, block_K), dtype)
-            s = T.alloc_fragment((block_T, E), F32)
-            sb = T.alloc_fragment((block_T, E), F32)
-            m1 = T.alloc_fragment((block_T, G), F32)
-            m2 = T.alloc_fragment((block_T, G), F32)
-            grank = T.alloc_fragment((block_T, G), I32)
-            rank = T.alloc_fragment((block_T, E), I32)
-            ow = T.alloc_fragment((block_T, K), F32)
-            oi = T.alloc_fragment((block_T, K), I32)
-            wsum = T.alloc_fragment((block_T,), F32)
-            T.clear(s)
-            for k in T.Pipelined(T.ceildiv(D, block_K), num_stages=2):
-                T.copy(X[bx * block_T, k * block_K], x_s)
-                T.copy(Wg[0, k * block_K], w_s)
-                T.gemm(x_s, w_s, s, transpose_B=True)
-            for i, e in T.Parallel(block_T, E):
-                s[i, e] = T.sigmoid(s[i, e])
-                sb[i, e] = s[i, e] + bias[e]
-            if G > 1:
-                # group score: the sum of each group's two largest biased scores
-                T.fill(m1, -T.infinity(F32))
-                T.fill(m2, -T.infinity(F32))
-                for m in T.serial(EG):
-                    for i, g in T.Parallel(block_T, G):
-                        m2[i, g] = T.if_then_else(sb[i, g * EG + m] > m1[i, g], m1[i, g],
-                                                  T.max(m2[i, g], sb[i, g * EG + m]))
-                        m1[i, g] = T.max(m1[i, g], sb[i, g * EG + m])
-                for i, g in T.Parallel(block_T, G):
-                    m1[i, g] = m1[i, g] + m2[i, g]
-                T.clear(grank)
-                for h in T.serial(G):
-                    for i, g in T.Parallel(block_T, G):
-                        grank[i, g] += T.if_then_else((m1[i, h] > m1[i, g]) or (m1[i, h] == m1[i, g] and h < g), 1, 0)
-                for i, e in T.Parallel(block_T, E):
-                    sb[i, e] = T.if_then_else(grank[i, e // EG] < TG, sb[i, e], -T.infinity(F32))
-            T.clear(rank)
-            for f in T.serial(E):
-                for i, e in T.Parallel(block_T, E):
-                    rank[i, e] += T.if_then_else((sb[i, f] > sb[i, e]) or (sb[i, f] == sb[i, e] and f < e), 1, 0)
-            T.clear(ow)
-            T.clear(oi)
-            for e in T.serial(E):
-                for i, k in T.Parallel(block_T, K):
-                    ow[i, k] = T.if_then_else(rank[i, e] == k, s[i, e], ow[i, k])
-                    oi[i, k] = T.if_then_else(rank[i, e] == k, e, oi[i, k])
-            T.reduce_sum(ow, wsum, dim=1)
-            for i, k in T.Parallel(block_T, K):
-                ow[i, k] = ow[i, k] / wsum[i] * route_scale
-            T.copy(ow, W[bx * block_T, 0])
-            T.copy(oi, Idx[bx * block_T, 0])
-
-    return main
 
 
 def max_tiles(n_tokens: int, K: int, E: int, block_M: int) -> int:
@@ -194,22 +121,12 @@ def _up_body(fp8: bool, D: int, I: int, block_M: int, block_N: int, block_K: int
                                                    X[T.max(tk[i], 0), T.min(k * block_K + j, D - 1)], 0.0)
                     T.copy(W1[e, bx * block_N:(bx + 1) * block_N, k * block_K:(k + 1) * block_K], w1_s)
                     T.copy(W3[e, bx * block_N:(bx + 1) * block_N, k * block_K:(k + 1) * block_K], w3_s)
-                    if mma_dtype != in_dtype:
-                        for i, j in T.Parallel(block_N, block_K):
-                            w1_m[i, j] = w1_s[i, j]
-                            w3_m[i, j] = w3_s[i, j]
                     if fp8:
+                        # a_s already holds the gathered rows in the GEMM dtype; only weights may widen
                         for i in T.Parallel(block_M):
                             sa[i] = T.if_then_else(tk[i] >= 0, Xs[T.max(tk[i], 0), k], 0.0)
-                        if mma_dtype != in_dtype:
-                            T.gemm(a_s, w1_m, sl1, transpose_B=True, clear_accum=True)
-                            T.gemm(a_s, w3_m, sl3, transpose_B=True, clear_accum=True)
-                        else:
-                            T.gemm(a_s, w1_s, sl1, transpose_B=True, clear_accum=True)
-                            T.gemm(a_s, w3_s, sl3, transpose_B=True, clear_accum=True)
-                        for i, j in T.Parallel(block_M, block_N):
-                            acc1[i, j] += sl1[i, j] * (sa[i] * S1[e, bx * block_N // 128, k])
-                            acc3[i, j] += sl3[i, j] * (sa[i] * S3[e, bx * block_N // 128, k])
+                        scaled_slab_gemm(a_s, w1_s, a_s, w1_m, sl1, acc1, sa, S1[e, bx * block_N // 128, k])
+                        scaled_slab_gemm(a_s, w3_s, a_s, w3_m, sl3, acc3, sa, S3[e, bx * block_N // 128, k])
                     else:
                         T.gemm(a_s, w1_s, acc1, transpose_B=True)
                         T.gemm(a_s, w3_s, acc3, transpose_B=True)
@@ -256,7 +173,8 @@ def moe_down_kernel(D: int, I: int, E: int, NT: int, fp8: bool, block_M: int = 6
                     mma_dtype=None, block_K: int = 128):
     """Factory: grouped down-projection ``Y[R, D] = bf16(H W2[e]^T)`` per tile of expert e.
 
-    bf16: ``main(H[R, I], TileE[NT], W2[E, D, I], Y)``; FP8: ``main(Hq, Hs[R, I/128], TileE, W2, S2[E, D/128, I/128], Y)``.
+    bf16: ``main(H[R, I], TileE[NT], W2[E, D, I], Y)``;
+    FP8: ``main(Hq, Hs[R, I/128], TileE, W2, S2[E, D/128, I/128], Y)``.
     """
     R = NT * block_M
     block_K = 128 if fp8 else block_K
@@ -283,16 +201,7 @@ def moe_down_kernel(D: int, I: int, E: int, NT: int, fp8: bool, block_M: int = 6
                     T.copy(W2[e, bx * block_N:(bx + 1) * block_N, k * block_K:(k + 1) * block_K], w_s)
                     if fp8:
                         T.copy(Hs[by * block_M:(by + 1) * block_M, k], sa)
-                        if mma_dtype != in_dtype:
-                            for i, j in T.Parallel(block_M, block_K):
-                                h_m[i, j] = h_s[i, j]
-                            for i, j in T.Parallel(block_N, block_K):
-                                w_m[i, j] = w_s[i, j]
-                            T.gemm(h_m, w_m, sl, transpose_B=True, clear_accum=True)
-                        else:
-                            T.gemm(h_s, w_s, sl, transpose_B=True, clear_accum=True)
-                        for i, j in T.Parallel(block_M, block_N):
-                            acc[i, j] += sl[i, j] * (sa[i] * S2[e, bx * block_N // 128, k])
+                        scaled_slab_gemm(h_s, w_s, h_m, w_m, sl, acc, sa, S2[e, bx * block_N // 128, k])
                     else:
                         T.gemm(h_s, w_s, acc, transpose_B=True)
                 T.copy(acc, Y[by * block_M, bx * block_N])
@@ -355,16 +264,6 @@ def combine_kernel(n_tokens: int, K: int, D: int, R: int, shared: bool, block_T:
 
 # --- wrappers ------------------------------------------------------------------------------------
 
-def gate(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, args, target: str = "auto"):
-    """``Gate.forward``: (weights fp32 [T, K], indices int32 [T, K]) for x [T, dim]."""
-    d = x.size(-1)
-    key = (d, args.n_routed_experts, args.n_activated_experts, args.n_expert_groups, args.n_limited_groups,
-           float(args.route_scale))
-    w, idx = compiled(gate_kernel, key, [3, 4], target)(x.reshape(-1, d).contiguous(), weight.contiguous(),
-                                                         bias.float().contiguous())
-    return w, idx
-
-
 def permute(idx: torch.Tensor, n_experts: int, block_M: int = 64, target: str = "auto"):
     """(counts [E], tok [R], tile_expert [NT], pos [T, K]) of the padded grouped layout."""
     t, k = idx.shape
@@ -381,7 +280,7 @@ def combine(yp: torch.Tensor, pos: torch.Tensor, w: torch.Tensor, shared=None, t
 
 
 def _mma(target: str, fp8: bool):
-    return BF16 if (fp8 and target == "ascend") else None
+    return fp8_mma_dtype(target) if fp8 else None
 
 
 def moe_up(x, tok, tile_e, w1, w3, s1=None, s3=None, xs=None, block_M: int = 64, target: str = "auto"):

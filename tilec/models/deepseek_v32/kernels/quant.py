@@ -8,6 +8,8 @@
   each 128-wide K slab is accumulated in fp32, scaled, and added to an fp32 total ("2xAcc"), C bf16.
 - ``linear_bf16``: ``F.linear`` for bf16 weights, fp32 accumulation, one rounding to bf16.
 - ``linear``: DeepSeek's ``linear`` dispatch (bf16 weight or act_quant + fp8_gemm).
+- ``scaled_slab_gemm`` / ``widen_tile``: macros for one scaled K slab of an FP8 GEMM, shared with the
+  MoE's grouped GEMMs (``moe.py``).
 
 Every kernel takes the token count ``M`` as a symbolic dimension, so one build serves every batch.
 ``mma_dtype="bfloat16"`` widens the float8 GEMM operands first (exact: every e4m3 value is a bf16
@@ -20,13 +22,40 @@ import torch
 
 import tilec.language as T
 
-from . import compiled
+from . import compiled, dtype_name, fp8_mma_dtype
 
 FP8 = "float8_e4m3"
 BF16 = "bfloat16"
 F32 = "float32"
 FP8_MAX = 448.0
 BLOCK = 128
+
+
+@T.macro
+def widen_tile(src, dst):
+    """``dst = src`` element by element: float8 operands widened to the GEMM dtype (exact in bf16);
+    a loop rather than a converting ``T.copy`` for the ascend backend (see the module docstring)."""
+    for i, j in T.Parallel(src.shape[0], src.shape[1]):
+        dst[i, j] = src[i, j]
+
+
+@T.macro
+def scaled_slab_gemm(a, b, a_mma, b_mma, slab, acc, sa, sb):
+    """One 128-deep K slab of a block-scaled FP8 GEMM (DeepGEMM's fp32 promotion per slab).
+
+    ``slab = a @ b^T`` in fp32, then ``acc[i, j] += slab[i, j] * (sa[i] * sb)`` with ``sa`` the rows'
+    activation scales and ``sb`` the slab's weight scale. An operand whose ``*_mma`` tile has another
+    dtype (bfloat16 for Ascend's Cube) is widened into it first; pass the operand itself to skip that.
+    """
+    widen_a = a_mma.dtype != a.dtype
+    widen_b = b_mma.dtype != b.dtype
+    if widen_a:
+        widen_tile(a, a_mma)
+    if widen_b:
+        widen_tile(b, b_mma)
+    T.gemm(a_mma if widen_a else a, b_mma if widen_b else b, slab, transpose_B=True, clear_accum=True)
+    for i, j in T.Parallel(slab.shape[0], slab.shape[1]):
+        acc[i, j] += slab[i, j] * (sa[i] * sb)
 
 
 def act_quant_kernel(N: int, round_scale: bool, block_M: int = 32, in_dtype: str = BF16):
@@ -83,7 +112,6 @@ def fp8_gemm_kernel(N: int, K: int, block_M: int = 32, block_N: int = BLOCK, num
     assert BLOCK % block_N == 0, "fp8_gemm: block_N must divide the 128-row weight scale block"
     M = T.dynamic("M")
     KB, SN = K // BLOCK, -(-N // BLOCK)
-    widen = mma_dtype != FP8
 
     @T.prim_func
     def main(A: T.Tensor((M, K), FP8), As: T.Tensor((M, KB), F32), B: T.Tensor((N, K), FP8),
@@ -102,16 +130,7 @@ def fp8_gemm_kernel(N: int, K: int, block_M: int = 32, block_N: int = BLOCK, num
                 T.copy(A[by * block_M, k * BLOCK], a_s)
                 T.copy(B[bx * block_N, k * BLOCK], b_s)
                 T.copy(As[by * block_M:(by + 1) * block_M, k], sa)
-                if widen:
-                    for i, j in T.Parallel(block_M, BLOCK):
-                        a_w[i, j] = a_s[i, j]
-                    for i, j in T.Parallel(block_N, BLOCK):
-                        b_w[i, j] = b_s[i, j]
-                    T.gemm(a_w, b_w, slab, transpose_B=True, clear_accum=True)
-                else:
-                    T.gemm(a_s, b_s, slab, transpose_B=True, clear_accum=True)
-                for i, j in T.Parallel(block_M, block_N):
-                    acc[i, j] += slab[i, j] * (sa[i] * Bs[bx * block_N // BLOCK, k])
+                scaled_slab_gemm(a_s, b_s, a_w, b_w, slab, acc, sa, Bs[bx * block_N // BLOCK, k])
             T.copy(acc, C[by * block_M, bx * block_N])
 
     return main
@@ -140,16 +159,12 @@ def linear_bf16_kernel(N: int, K: int, block_M: int = 64, block_N: int = 64, blo
 
 # --- wrappers: torch tensors in, torch tensors out; leading dims are flattened into M ----------------
 
-def _mma_for(target: str) -> str:
-    return BF16 if target == "ascend" else FP8
-
-
 def act_quant(x: torch.Tensor, block_size: int = 128, scale_fmt: Optional[str] = None,
               target: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
     """``ref_ops.act_quant`` on a tilec kernel: (y e4m3 like x, s fp32 [..., n/128])."""
     assert block_size == BLOCK, "act_quant: tilec's kernel quantizes 1x128 blocks"
     n = x.size(-1)
-    kern = compiled(act_quant_kernel, (n, scale_fmt is not None, 32, _dtype_name(x.dtype)), [1, 2], target)
+    kern = compiled(act_quant_kernel, (n, scale_fmt is not None, 32, dtype_name(x.dtype)), [1, 2], target)
     y, s = kern(x.reshape(-1, n).contiguous())
     return y.view(x.shape), s.view(*x.shape[:-1], n // BLOCK)
 
@@ -162,7 +177,7 @@ def weight_dequant(w: torch.Tensor, s: torch.Tensor, target: str = "auto") -> to
 def fp8_gemm(a: torch.Tensor, a_s: torch.Tensor, b: torch.Tensor, b_s: torch.Tensor,
              target: str = "auto") -> torch.Tensor:
     n, k = b.shape
-    kern = compiled(fp8_gemm_kernel, (n, k, 32, BLOCK, 4, BF16, _mma_for(target)), [4], target)
+    kern = compiled(fp8_gemm_kernel, (n, k, 32, BLOCK, 4, BF16, fp8_mma_dtype(target) or FP8), [4], target)
     c = kern(a.reshape(-1, k).contiguous(), a_s.reshape(-1, k // BLOCK).contiguous(), b.contiguous(),
              b_s.contiguous())
     return c.view(*a.shape[:-1], n)
@@ -181,7 +196,3 @@ def linear(x: torch.Tensor, weight: torch.Tensor, scale: Optional[torch.Tensor],
         return linear_bf16(x, weight, target)
     xq, xs = act_quant(x, BLOCK, scale_fmt, target)
     return fp8_gemm(xq, xs, weight, scale, target)
-
-
-def _dtype_name(dt: torch.dtype) -> str:
-    return {torch.bfloat16: BF16, torch.float32: F32, torch.float16: "float16"}[dt]

@@ -24,10 +24,31 @@ import torch
 
 import tilec.language as T
 
-from . import compiled, resolve_target
+from . import compiled, dtype_name, resolve_target
 
 LOG2E = 1.4426950408889634
 LN2 = math.log(2.0)
+
+
+@T.macro
+def softmax_state(rows, width):
+    """Allocate and start the online-softmax state of ``rows`` query rows with ``width`` output columns.
+
+    Returns ``(acc, m, m_prev, alpha, rowsum, l, lse_f)``: the fp32 output accumulator (zero), the
+    running max (-inf) and the scratch of ``online_softmax_update``, the running sum (zero), and the
+    lse tile ``finish_rows`` fills.
+    """
+    acc = T.alloc_fragment((rows, width), "float32")
+    m = T.alloc_fragment((rows,), "float32")
+    m_prev = T.alloc_fragment((rows,), "float32")
+    alpha = T.alloc_fragment((rows,), "float32")
+    rowsum = T.alloc_fragment((rows,), "float32")
+    l = T.alloc_fragment((rows,), "float32")
+    lse_f = T.alloc_fragment((rows,), "float32")
+    T.clear(acc)
+    T.clear(l)
+    T.fill(m, -T.infinity("float32"))
+    return acc, m, m_prev, alpha, rowsum, l, lse_f
 
 
 @T.macro
@@ -83,18 +104,9 @@ def sparse_mla_fwd_kernel(h: int, d_qk: int, d_v: int, sm_scale: float, block_I:
             n_valid = T.alloc_fragment((1,), "int32")
             s = T.alloc_fragment((block_H, block_I), accum)
             p = T.alloc_fragment((block_H, block_I), dtype)
-            acc = T.alloc_fragment((block_H, d_v), accum)
-            m = T.alloc_fragment((block_H,), accum)
-            m_prev = T.alloc_fragment((block_H,), accum)
-            alpha = T.alloc_fragment((block_H,), accum)
-            rowsum = T.alloc_fragment((block_H,), accum)
-            l = T.alloc_fragment((block_H,), accum)
-            lse_f = T.alloc_fragment((block_H,), accum)
+            acc, m, m_prev, alpha, rowsum, l, lse_f = softmax_state(block_H, d_v)
             h0 = by * block_H
             T.copy(q[bz, bx, h0:h0 + block_H, 0:d_qk], q_sh)
-            T.clear(acc)
-            T.clear(l)
-            T.fill(m, -T.infinity(accum))
             for c in T.serial(T.ceildiv(topk, block_I)):
                 for i in T.Parallel(block_I):
                     idx[i] = indices[bz, bx, T.min(c * block_I + i, topk - 1)]
@@ -132,7 +144,7 @@ def sparse_mla_batched(q, kv, indices, sm_scale: float, d_v: int, target: str = 
     h, d_qk = q.shape[2:]
     target = resolve_target(target)
     args = (h, d_qk, d_v, float(sm_scale), tiles.get("block_I", 64),
-            tiles.get("block_H", default_block_H(h, target)), _dtype_name(q))
+            tiles.get("block_H", default_block_H(h, target)), dtype_name(q.dtype))
     kernel = compiled(sparse_mla_fwd_kernel, args, [3, 4], target)
     return kernel(q.contiguous(), kv.contiguous(), indices.to(torch.int32).contiguous())
 
@@ -142,7 +154,3 @@ def default_block_H(h: int, target: str) -> int:
     accumulator [block_H, 512] fp32 lives in registers. ascend: at most 16, so the tiles fit the 910B's
     192 KiB Unified Buffer at d_qk 576 / d_v 512 (32 heads need 221 KiB)."""
     return min(h, {"cuda": 64, "ascend": 16}.get(target, h))
-
-
-def _dtype_name(t: torch.Tensor) -> str:
-    return {torch.bfloat16: "bfloat16", torch.float16: "float16", torch.float32: "float32"}[t.dtype]

@@ -1,0 +1,304 @@
+"""The ahead-of-time model library: every kernel of a configuration in one shared library.
+
+``kernel_specs(args)`` lists the kernels a ``ModelArgs`` needs (``specs.py`` names each one: factory,
+arguments, outputs). Token counts, batch and cache lengths are symbolic (``T.dynamic``), so one build
+serves prefill and decode at any batch and length; what stays compile-time is the model's widths.
+
+``build_library(args, target, out_dir)`` compiles each kernel to an object file (LLVM, the cpu
+target's code generator), links them all into ``libmodel.so`` and writes ``manifest.json``: kernel
+names, factories and arguments, signatures (dtypes, shapes with symbol names), launch symbols, the
+target, the tilec version and sha256 hashes of the library and of every kernel's IR. The folder is
+written whole or not at all (a temporary sibling renamed into place).
+
+``load_library(dir)`` opens the library with ctypes and returns ``Library``, whose kernels are callables
+on torch CPU tensors. Loading and calling import neither llvmlite nor the frontend or passes: only the
+manifest, ctypes and the cpu backend's thread pool (``backends.llvm.runtime``).
+"""
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from typing import Any, Callable, Optional
+
+import torch
+
+from .config import ModelArgs
+from .specs import KernelSpec, kernel_specs
+
+FORMAT = "tilec-model-library"
+FORMAT_VERSION = 1
+LIB_NAME = "libmodel.so"
+_TORCH = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float8_e4m3": torch.float8_e4m3fn,
+          "int32": torch.int32, "int64": torch.int64, "float16": torch.float16, "uint8": torch.uint8}
+
+
+class LibraryError(RuntimeError):
+    """A model library that is missing, corrupt, or does not hold a kernel the model asks for."""
+
+
+# --- build -------------------------------------------------------------------------------------------
+
+def _shape_entry(e: Any) -> Any:
+    from tilec.ir import nodes
+    from tilec.runtime.args import shape_text
+    if isinstance(e, nodes.Const):
+        return int(e.value)
+    if isinstance(e, nodes.Var):
+        return e.name
+    return {"expr": shape_text([e])[1:-1]}
+
+
+def _compile_object(func: Any, options: dict) -> tuple[bytes, dict, str]:
+    """(object file, launch metadata, IR text) of one kernel, with an on-disk object cache."""
+    from backends.llvm import cache, llvm_env
+    from backends.llvm.target import generate_llvm_ir
+    key = cache.make_key(func, "cpu-object", options)
+    folder = cache.cache_dir().parent / "cpu-object"
+    obj_path, meta_path = folder / f"{key}.o", folder / f"{key}.json"
+    ir = cache.ir_text(func)
+    if cache.enabled() and obj_path.is_file() and meta_path.is_file():
+        try:
+            entry = json.loads(meta_path.read_text())
+            data = obj_path.read_bytes()
+            if hashlib.sha256(data).hexdigest() == entry["sha256"]:
+                return data, entry["meta"], ir
+        except (OSError, ValueError, KeyError):
+            pass
+    text, meta = generate_llvm_ir(func, options)
+    obj = llvm_env.emit_object(llvm_env.optimize(text))
+    if cache.enabled():
+        _atomic_write(obj_path, obj)
+        _atomic_write(meta_path, json.dumps({"sha256": hashlib.sha256(obj).hexdigest(), "meta": meta}).encode())
+    return obj, meta, ir
+
+
+def _atomic_write(path: Any, data: bytes) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _link(objects: list[bytes], out: str) -> None:
+    from backends.llvm.aot import c_compiler
+    cc = c_compiler()
+    if cc is None:
+        raise LibraryError("building a model library needs a C compiler to link (set CC or install cc)")
+    with tempfile.TemporaryDirectory(prefix="tilec-model-") as d:
+        paths = []
+        for i, obj in enumerate(objects):
+            paths.append(os.path.join(d, f"k{i}.o"))
+            with open(paths[-1], "wb") as f:
+                f.write(obj)
+        r = subprocess.run([cc, "-shared", "-o", out, *paths, "-lm"], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise LibraryError(f"linking the model library failed:\n{r.stderr}")
+
+
+def build_library(args: ModelArgs, target: str, out_dir: str, config_name: str = "",
+                  progress: Optional[Callable[[str], None]] = None) -> dict:
+    """Compile every kernel of ``args`` for ``target`` into ``out_dir`` (see the module docstring).
+
+    ``progress(name)`` is called after each kernel is compiled. Returns the manifest.
+    """
+    import tilec
+    from tilec.runtime.artifacts import _check_replaceable, _swap_in
+    from tilec.runtime.kernel import verify
+    if target not in ("cpu", "auto"):
+        raise LibraryError(f"model libraries are built for the cpu target (a shared library); got '{target}'")
+    out_dir = os.path.abspath(out_dir)
+    _check_replaceable(out_dir)
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    options = {"pass_configs": {}}
+    objects: dict[str, bytes] = {}     # IR sha256 -> object (identical kernels are linked once)
+    kernels: dict[str, dict] = {}
+    for spec in kernel_specs(args):
+        func = spec.build().func
+        verify(func)
+        obj, meta, ir = _compile_object(func, options)
+        ir_hash = hashlib.sha256(ir.encode()).hexdigest()
+        objects.setdefault(ir_hash, obj)
+        kernels[spec.name] = {**spec.to_json(), "kernel": func.name, "ir_sha256": ir_hash,
+                              "params": [{"name": p.name, "dtype": p.dtype,
+                                          "shape": [_shape_entry(e) for e in p.shape]} for p in func.params],
+                              "meta": meta}
+        if progress is not None:
+            progress(spec.name)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.tmp-", dir=parent)
+    os.chmod(tmp, 0o755)
+    try:
+        lib = os.path.join(tmp, LIB_NAME)
+        _link(list(objects.values()), lib)
+        with open(lib, "rb") as f:
+            lib_hash = hashlib.sha256(f.read()).hexdigest()
+        manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "tilec_version": tilec.__version__,
+                    "model": "deepseek_v32", "config": config_name, "args": dataclasses.asdict(args),
+                    "target": "cpu", "library": LIB_NAME, "sha256": {LIB_NAME: lib_hash},
+                    "kernels": kernels}
+        with open(os.path.join(tmp, "manifest.json"), "w") as f:
+            json.dump(manifest, f, indent=1)
+            f.write("\n")
+        _swap_in(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+# --- load and call -----------------------------------------------------------------------------------
+
+class LibKernel:
+    """One kernel of a loaded library: ``kernel(*inputs)`` on torch CPU tensors returns the outputs."""
+
+    def __init__(self, name: str, entry: dict, lib: ctypes.CDLL):
+        from backends.llvm.runtime import LAUNCH_T, NBLOCKS_T
+        self.name = name
+        self.params = entry["params"]
+        self.out_idx = list(entry["out_idx"])
+        self.in_idx = [i for i in range(len(self.params)) if i not in self.out_idx]
+        meta = entry["meta"]
+        self.dim_names = list(meta["dims"])
+        self.launches = [(LAUNCH_T(_addr(lib, a)), NBLOCKS_T(_addr(lib, b))) for a, b in meta["launches"]]
+        self.stacks = meta.get("stack_bytes") or [0] * len(self.launches)
+        self.dtypes = [_TORCH[p["dtype"]] for p in self.params]
+        self._ptrs_t = ctypes.c_void_p * max(len(self.params), 1)
+        self._dims_t = ctypes.c_int32 * max(len(self.dim_names), 1)
+
+    def __repr__(self) -> str:
+        return f"LibKernel({self.name})"
+
+    def _bind(self, inputs: tuple) -> dict[str, int]:
+        if len(inputs) != len(self.in_idx):
+            raise LibraryError(f"kernel {self.name}: takes {len(self.in_idx)} inputs, got {len(inputs)}")
+        dims: dict[str, int] = {}
+        for i, x in zip(self.in_idx, inputs):
+            p = self.params[i]
+            if x.dtype != self.dtypes[i] or x.dim() != len(p["shape"]) or not x.is_contiguous():
+                raise LibraryError(f"kernel {self.name}: parameter '{p['name']}' wants a contiguous "
+                                   f"{p['dtype']}{p['shape']}, got {x.dtype}{list(x.shape)}"
+                                   f"{'' if x.is_contiguous() else ' (not contiguous)'}")
+            for want, got in zip(p["shape"], x.shape):
+                if isinstance(want, str):
+                    if dims.setdefault(want, got) != got:
+                        raise LibraryError(f"kernel {self.name}: '{p['name']}' has {want}={got}, "
+                                           f"bound to {dims[want]} before")
+                elif isinstance(want, int) and want != got:
+                    raise LibraryError(f"kernel {self.name}: parameter '{p['name']}' wants shape "
+                                       f"{p['shape']}, got {list(x.shape)}")
+        return dims
+
+    def __call__(self, *inputs: torch.Tensor) -> Any:
+        from backends.llvm.runtime import par_for
+        dims = self._bind(inputs)
+        arrays: list[Any] = [None] * len(self.params)
+        for i, x in zip(self.in_idx, inputs):
+            arrays[i] = x
+        outs = []
+        for i in self.out_idx:
+            shape = [_eval_dim(e, dims) for e in self.params[i]["shape"]]
+            arrays[i] = torch.empty(shape, dtype=self.dtypes[i])
+            outs.append(arrays[i])
+        ptrs = self._ptrs_t(*[a.data_ptr() for a in arrays])
+        dvals = self._dims_t(*[dims[n] for n in self.dim_names])
+        p_params, p_dims = ctypes.addressof(ptrs), ctypes.addressof(dvals)
+        for (launch, nblocks), stack in zip(self.launches, self.stacks):
+            total = nblocks(p_dims)
+            if total <= 0:
+                continue
+            counter = ctypes.c_int64(0)
+            p_counter = ctypes.addressof(counter)
+            par_for(lambda: launch(p_params, p_dims, p_counter), total, None, stack)
+        del arrays
+        return outs[0] if len(outs) == 1 else outs
+
+
+def _addr(lib: ctypes.CDLL, symbol: str) -> int:
+    return ctypes.cast(getattr(lib, symbol), ctypes.c_void_p).value
+
+
+def _eval_dim(e: Any, dims: dict[str, int]) -> int:
+    if isinstance(e, int):
+        return e
+    if isinstance(e, str):
+        return dims[e]
+    import ast
+    tree = ast.parse(e["expr"], mode="eval")
+    allowed = (ast.Expression, ast.BinOp, ast.Name, ast.Constant, ast.Load, ast.Add, ast.Sub, ast.Mult,
+               ast.FloorDiv, ast.Mod, ast.UnaryOp, ast.USub)
+    if not all(isinstance(n, allowed) for n in ast.walk(tree)):
+        raise LibraryError(f"unsupported shape expression '{e['expr']}' in the manifest")
+    return int(eval(compile(tree, "<shape>", "eval"), {"__builtins__": {}}, dict(dims)))
+
+
+class Library:
+    """A loaded model library: ``lib.get(spec)`` / ``lib[name]`` return callables, ``lib.args`` the config."""
+
+    def __init__(self, folder: str, manifest: dict, cdll: ctypes.CDLL):
+        self.folder = folder
+        self.manifest = manifest
+        self.target = manifest["target"]
+        self.args = ModelArgs(**manifest["args"])
+        self.config_name = manifest.get("config", "")
+        self._cdll = cdll
+        self._kernels: dict[str, LibKernel] = {}
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.manifest["kernels"]
+
+    def __getitem__(self, name: str) -> LibKernel:
+        hit = self._kernels.get(name)
+        if hit is None:
+            entry = self.manifest["kernels"].get(name)
+            if entry is None:
+                raise LibraryError(f"the model library {self.folder} has no kernel '{name}' "
+                                   f"(built for another configuration?)")
+            hit = self._kernels[name] = LibKernel(name, entry, self._cdll)
+        return hit
+
+    def get(self, spec: KernelSpec) -> LibKernel:
+        entry = self.manifest["kernels"].get(spec.name)
+        if entry is not None and (entry["factory"], entry["args"]) != (spec.factory, spec.to_json()["args"]):
+            raise LibraryError(f"kernel '{spec.name}' in {self.folder} was built from {entry['factory']}"
+                               f"{entry['args']}, this model asks for {spec.factory}{spec.to_json()['args']}: "
+                               f"rebuild the library (`tilec model build`)")
+        return self[spec.name]
+
+    def names(self) -> list[str]:
+        return list(self.manifest["kernels"])
+
+
+def load_library(folder: str, verify_hash: bool = True) -> Library:
+    """Open a library written by ``build_library`` (ctypes only; no compiler is imported)."""
+    path = os.path.join(folder, "manifest.json")
+    try:
+        with open(path) as f:
+            manifest = json.load(f)
+    except FileNotFoundError:
+        raise LibraryError(f"{folder}: no manifest.json (build it with `tilec model build`)") from None
+    except ValueError as e:
+        raise LibraryError(f"{path}: not valid JSON: {e}") from None
+    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+        raise LibraryError(f"{path}: not a {FORMAT} v{FORMAT_VERSION} manifest")
+    lib = os.path.join(folder, manifest["library"])
+    if verify_hash:
+        try:
+            with open(lib, "rb") as f:
+                digest = hashlib.sha256(f.read()).hexdigest()
+        except FileNotFoundError:
+            raise LibraryError(f"{folder}: the library {manifest['library']} is missing") from None
+        if digest != manifest["sha256"][manifest["library"]]:
+            raise LibraryError(f"{lib}: sha256 does not match the manifest (corrupt or replaced)")
+    return Library(folder, manifest, ctypes.CDLL(os.path.abspath(lib)))

@@ -1,0 +1,287 @@
+"""DeepSeek-V3.2-Exp on tilec-compiled kernels: the model of ``reference.py``, layer by layer.
+
+Every computation runs in a compiled kernel named by ``specs.py``: linears (bf16, or act_quant +
+fp8_gemm), RMSNorm with the fused residual, LayerNorm, both RoPE layouts, the Hadamard transform, the
+FP8 simulation of the latent, the lightning indexer (fp8_index, top-k), sparse attention, the per-head
+absorption of ``wkv_b``, the MoE gate / permutation / grouped experts / combine, SwiGLU and the head.
+Torch only glues: embedding lookup, views, slices, concatenation, cache writes and allocation.
+
+Attention (``ATTENTION_MODES``): by default the reference's own modes at its rounding points, MHA mode
+for prefill and the weight-absorbed MQA mode for decode (spec §3.5), so the compiled model reproduces
+``reference.py``; ``"flashmla"`` runs both on the FlashMLA-semantics sparse kernel over the latent.
+Caches, allocated for the batch at the first call: ``kv_cache [B, S, c + r]`` bf16 holding the
+FP8-simulated latent and the roped ``k_pe`` side by side (FlashMLA's layout, so the sparse kernels read
+it without a copy), ``k_cache [B, S, 128]`` float8_e4m3 and ``k_scale [B, S]`` fp32 for the indexer. Prefill needs ``start_pos == 0`` (as the reference); decode works at any
+position. Kernels come from a provider: ``Library`` (the ahead-of-time library, ``library.py``) or
+``JitKernels`` (compiled in this process, for development and tests).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import torch
+
+from . import specs
+from .config import ModelArgs
+from .ref_ops import precompute_freqs_cis
+
+BF16, F32, FP8 = torch.bfloat16, torch.float32, torch.float8_e4m3fn
+# "reference": MHA-mode prefill and absorbed decode at the reference's bf16 rounding points (score,
+# softmax), so tokens match reference.py; "flashmla": both on the FlashMLA-semantics sparse kernel
+# (fp32 scores and online softmax: closer to exact math, further from the bf16 reference).
+ATTENTION_MODES = ("reference", "flashmla")
+
+
+class JitKernels:
+    """Kernels compiled in this process with ``tilec.compile`` (memoized by spec name)."""
+
+    def __init__(self, target: str = "cpu"):
+        self.target = target
+        self.kernels: dict[str, Any] = {}
+
+    def get(self, spec: specs.KernelSpec) -> Callable[..., Any]:
+        hit = self.kernels.get(spec.name)
+        if hit is None:
+            import tilec
+            hit = self.kernels[spec.name] = tilec.compile(spec.build(), out_idx=list(spec.out_idx),
+                                                          target=self.target)
+        return hit
+
+
+def _p(params: dict[str, torch.Tensor], name: str) -> Optional[torch.Tensor]:
+    return params.get(name)
+
+
+class Model:
+    """``Model(args, params, kernels)(tokens, start_pos)`` -> logits, like ``reference.Transformer``.
+
+    ``params`` maps DeepSeek's tensor names to tensors (``reference.Transformer.state_dict()`` or a
+    weights file read by ``weights.py``); they are used in place, not copied, except the stacked
+    expert weights and the dequantized ``wkv_b``.
+    """
+
+    def __init__(self, args: ModelArgs, params: dict[str, torch.Tensor], kernels: Any, target: str = "cpu",
+                 attention: str = "reference"):
+        if attention not in ATTENTION_MODES:
+            raise ValueError(f"attention must be one of {ATTENTION_MODES}, not '{attention}'")
+        self.args, self.kernels, self.target, self.attn_mode = args, kernels, target, attention
+        self._fns: dict[tuple, Callable[..., Any]] = {}
+        self.p = params
+        self.rope = torch.view_as_real(precompute_freqs_cis(args)).contiguous()   # [S, r/2, 2] fp32
+        self.wkv_b = [self._absorbed_wkv_b(i) for i in range(args.n_layers)]
+        self.experts = [self._stack_experts(i) if i >= args.n_dense_layers else None
+                        for i in range(args.n_layers)]
+        self.batch = 0
+        # Optional hook ``decide(kind, layer, start_pos, value) -> value`` on the discrete choices
+        # ("topk": int32 [B, S, k] positions; "route": (weights, expert ids)); the tests use it to
+        # hold those choices to the reference's where a near-tie made them differ.
+        self.decide: Optional[Callable[[str, int, int, Any], Any]] = None
+
+    # --- kernels ---------------------------------------------------------------------------------
+    def k(self, ctor: Callable[..., specs.KernelSpec], *a: Any) -> Callable[..., Any]:
+        key = (ctor, a)
+        fn = self._fns.get(key)
+        if fn is None:
+            fn = self._fns[key] = self.kernels.get(ctor(*a))
+        return fn
+
+    def linear(self, x: torch.Tensor, w: torch.Tensor, scale: Optional[torch.Tensor]) -> torch.Tensor:
+        """DeepSeek's ``linear`` on x [..., K] (bf16; fp32 for fp32 weights)."""
+        n, kk = w.shape
+        x2 = x.reshape(-1, kk)
+        if w.dtype == FP8:
+            xq, xs = self.k(specs.act_quant, kk, self.args.scale_fmt is not None)(x2)
+            y = self.k(specs.fp8_gemm, n, kk, self.target)(xq, xs, w, scale)
+        elif w.dtype == F32:
+            y = self.k(specs.linear, n, kk, specs.F32, specs.F32)(x2, w)
+        else:
+            y = self.k(specs.linear, n, kk)(x2, w)
+        return y.view(*x.shape[:-1], n)
+
+    def lin(self, prefix: str, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x, self.p[prefix + ".weight"], _p(self.p, prefix + ".scale"))
+
+    def rms(self, x: torch.Tensor, w: torch.Tensor, residual: Optional[torch.Tensor] = None):
+        n = x.size(-1)
+        if residual is None:
+            return self.k(specs.rms_norm, n, False)(x.reshape(-1, n), w).view(x.shape)
+        y, r = self.k(specs.rms_norm, n, True)(x.reshape(-1, n), residual.reshape(-1, n), w)
+        return y.view(x.shape), r.view(x.shape)
+
+    def act_quant(self, x: torch.Tensor):
+        n = x.size(-1)
+        y, s = self.k(specs.act_quant, n, self.args.scale_fmt is not None)(x.reshape(-1, n))
+        return y.view(x.shape), s.view(*x.shape[:-1], n // 128)
+
+    def rotary(self, x: torch.Tensor, freqs: torch.Tensor, off: int, interleaved: bool) -> torch.Tensor:
+        """Rotate ``rope_dim`` dims from ``off`` of x [B, S, H, D]; the other dims pass through."""
+        _, _, h, d = x.shape
+        return self.k(specs.rope, h, d, self.args.qk_rope_head_dim, off, interleaved)(x, freqs)
+
+    # --- weights prepared once ---------------------------------------------------------------------
+    def _absorbed_wkv_b(self, i: int) -> torch.Tensor:
+        a = self.args
+        w, s = self.p[f"layers.{i}.attn.wkv_b.weight"], _p(self.p, f"layers.{i}.attn.wkv_b.scale")
+        if w.dtype == FP8:
+            w = self.k(specs.weight_dequant, *w.shape)(w, s)
+        return w.view(a.n_heads, a.qk_nope_head_dim + a.v_head_dim, a.kv_lora_rank)
+
+    def _stack_experts(self, i: int) -> dict[str, torch.Tensor]:
+        a, pre = self.args, f"layers.{i}.ffn.experts."
+        out = {}
+        for w, s in (("w1", "s1"), ("w2", "s2"), ("w3", "s3")):
+            out[w] = torch.stack([self.p[f"{pre}{e}.{w}.weight"] for e in range(a.n_routed_experts)])
+            if a.dtype == "fp8":
+                out[s] = torch.stack([self.p[f"{pre}{e}.{w}.scale"] for e in range(a.n_routed_experts)])
+        return out
+
+    # --- caches ----------------------------------------------------------------------------------
+    def reset(self, batch: int) -> None:
+        a = self.args
+        if batch > a.max_batch_size:
+            raise ValueError(f"batch {batch} is over max_batch_size={a.max_batch_size}")
+        s, c = a.max_seq_len, a.kv_lora_rank + a.qk_rope_head_dim
+        self.kv_cache = [torch.zeros(batch, s, c, dtype=BF16) for _ in range(a.n_layers)]
+        self.k_cache = [torch.zeros(batch, s, a.index_head_dim, dtype=FP8) for _ in range(a.n_layers)]
+        self.k_scale = [torch.zeros(batch, s, dtype=F32) for _ in range(a.n_layers)]
+        self.batch = batch
+
+    # --- layers ----------------------------------------------------------------------------------
+    def indexer(self, i: int, x, qr, start_pos: int, freqs, prefill: bool) -> torch.Tensor:
+        """Top-k positions int32 [B, S, index_topk] (-1 where fewer are valid)."""
+        a, pre = self.args, f"layers.{i}.attn.indexer."
+        bsz, seqlen, _ = x.shape
+        end = start_pos + seqlen
+        ih, idim = a.index_n_heads, a.index_head_dim
+        q = self.rotary(self.lin(pre + "wq_b", qr).view(bsz, seqlen, ih, idim), freqs, 0, False)
+        k = self.lin(pre + "wk", x)
+        k = self.k(specs.layer_norm, idim)(k.view(-1, idim), self.p[pre + "k_norm.weight"],
+                                           self.p[pre + "k_norm.bias"])
+        k = self.rotary(k.view(bsz, seqlen, 1, idim), freqs, 0, False)
+        had = self.k(specs.hadamard, idim)
+        q8, qs = self.act_quant(had(q.view(-1, idim)).view(bsz, seqlen, ih, idim))
+        k8, ks = self.act_quant(had(k.view(-1, idim)).view(bsz, seqlen, idim))
+        self.k_cache[i][:, start_pos:end] = k8
+        self.k_scale[i][:, start_pos:end] = ks[..., 0]
+        xf = self.k(specs.cast, a.dim, specs.BF16, specs.F32)(x.view(-1, a.dim))
+        w = self.linear(xf, self.p[pre + "weights_proj.weight"], None)
+        w = self.k(specs.index_weights, ih, ih ** -0.5, idim ** -0.5)(w, qs.reshape(-1, ih))
+        kc = self.k_cache[i][:, :end].contiguous()
+        kscale = self.k_scale[i][:, :end].contiguous()
+        scores = self.k(specs.fp8_index, ih, idim, prefill, self.target)(
+            q8, w.view(bsz, seqlen, ih), kc, kscale)
+        top = self.k(specs.topk, a.index_topk, specs.topk_capacity(end))(scores.view(bsz * seqlen, end))
+        top = top.view(bsz, seqlen, a.index_topk)
+        return self.decide("topk", i, start_pos, top) if self.decide is not None else top
+
+    def attention(self, i: int, x, start_pos: int, freqs, prefill: bool) -> torch.Tensor:
+        a, pre = self.args, f"layers.{i}.attn."
+        bsz, seqlen, _ = x.shape
+        end = start_pos + seqlen
+        h, c, r, nope, v = a.n_heads, a.kv_lora_rank, a.qk_rope_head_dim, a.qk_nope_head_dim, a.v_head_dim
+        qr = self.rms(self.lin(pre + "wq_a", x), self.p[pre + "q_norm.weight"])
+        q = self.rotary(self.lin(pre + "wq_b", qr).view(bsz, seqlen, h, a.qk_head_dim), freqs, nope, True)
+        kv = self.rotary(self.lin(pre + "wkv_a", x).view(bsz, seqlen, 1, c + r), freqs, c, True)
+        latent = self.rms(kv[..., :c].contiguous().view(-1, c), self.p[pre + "kv_norm.weight"])
+        latent = self.k(specs.act_dequant, c)(*self.act_quant(latent))        # the FP8 KV-cache simulation
+        cache = self.kv_cache[i]
+        cache[:, start_pos:end, :c] = latent.view(bsz, seqlen, c)
+        cache[:, start_pos:end, c:] = kv.view(bsz, seqlen, c + r)[..., c:]
+        top = self.indexer(i, x, qr, start_pos, freqs, prefill)
+        if self.attn_mode == "flashmla":
+            o = self._attn_flashmla(i, q, top, bsz, seqlen)
+        elif prefill:
+            kvb = self.lin(pre + "wkv_b", latent.view(bsz, seqlen, c)).view(bsz, seqlen, h, nope + v)
+            o = self.k(specs.mha_prefill, a)(q, kvb, cache, top)
+        else:
+            q_abs = self.k(specs.head_gemm, h, a.qk_head_dim, 0, nope, c, nope + v, c, 0, False)(
+                q.view(-1, h, a.qk_head_dim), self.wkv_b[i])
+            o_lat = self.k(specs.mqa_decode, a)(q_abs, q[:, 0, :, nope:].contiguous(), cache, top.view(bsz, -1))
+            o = self.k(specs.head_gemm, h, c, 0, c, v, nope + v, c, nope, True)(o_lat, self.wkv_b[i])
+        return self.lin(pre + "wo", o.view(bsz, seqlen, h * v))
+
+    def _attn_flashmla(self, i: int, q, top, bsz: int, seqlen: int) -> torch.Tensor:
+        """Absorbed MQA attention on the FlashMLA-semantics sparse kernel (fp32 scores and softmax)."""
+        a = self.args
+        h, c, r, nope, v = a.n_heads, a.kv_lora_rank, a.qk_rope_head_dim, a.qk_nope_head_dim, a.v_head_dim
+        wkv_b = self.wkv_b[i]
+        q_abs = self.k(specs.head_gemm, h, a.qk_head_dim, 0, nope, c, nope + v, c, 0, False)(
+            q.view(-1, h, a.qk_head_dim), wkv_b)
+        q_full = torch.cat([q_abs.view(bsz, seqlen, h, c), q[..., nope:]], dim=-1)
+        o_lat, _ = self.k(specs.sparse_mla, h, c + r, c, a.softmax_scale)(
+            q_full, self.kv_cache[i], top)
+        return self.k(specs.head_gemm, h, c, 0, c, v, nope + v, c, nope, True)(o_lat.view(-1, h, c), wkv_b)
+
+    def mlp(self, pre: str, x: torch.Tensor) -> torch.Tensor:
+        """SwiGLU: w2(bf16(silu(w1 x) * w3 x))."""
+        a1, a3 = self.lin(pre + "w1", x), self.lin(pre + "w3", x)
+        n = a1.size(-1)
+        hmid = self.k(specs.silu_glu, n)(a1.reshape(-1, n), a3.reshape(-1, n))
+        return self.lin(pre + "w2", hmid).view(x.shape)
+
+    def moe(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        a, pre, ex = self.args, f"layers.{i}.ffn.", self.experts[i]
+        x2 = x.reshape(-1, a.dim)
+        t = x2.size(0)
+        w, idx = self.k(specs.moe_gate, a)(x2, self.p[pre + "gate.weight"], self.p[pre + "gate.bias"])
+        if self.decide is not None:
+            w, idx = self.decide("route", i, 0, (w, idx))
+        bucket = next(b for b in specs.moe_buckets(a) if b >= t)
+        if bucket > t:   # the permutation is built for `bucket` tokens: absent tokens pick no expert
+            idx = torch.cat([idx, torch.full((bucket - t, idx.size(1)), -1, dtype=idx.dtype)])
+        _, tok, tile_e, pos = self.k(specs.moe_permute, a, bucket)(idx)
+        pos = pos[:t]
+        if a.dtype == "fp8":
+            xq, xs = self.act_quant(x2)
+            hmid = self.k(specs.moe_up, a, bucket, self.target)(xq, xs, tok, tile_e, ex["w1"], ex["s1"],
+                                                                  ex["w3"], ex["s3"])
+            hq, hs = self.act_quant(hmid)
+            yp = self.k(specs.moe_down, a, bucket, self.target)(hq, hs, tile_e, ex["w2"], ex["s2"])
+        else:
+            hmid = self.k(specs.moe_up, a, bucket, self.target)(x2, tok, tile_e, ex["w1"], ex["w3"])
+            yp = self.k(specs.moe_down, a, bucket, self.target)(hmid, tile_e, ex["w2"])
+        shared = self.mlp(pre + "shared_experts.", x2)
+        return self.k(specs.moe_combine, a, bucket)(yp, pos.contiguous(), w, shared).view(x.shape)
+
+    def block(self, i: int, hid, residual, start_pos: int, freqs, prefill: bool):
+        pre = f"layers.{i}."
+        if residual is None:
+            x, residual = self.rms(hid, self.p[pre + "attn_norm.weight"]), hid
+        else:
+            x, residual = self.rms(hid, self.p[pre + "attn_norm.weight"], residual)
+        hid = self.attention(i, x, start_pos, freqs, prefill)
+        x, residual = self.rms(hid, self.p[pre + "ffn_norm.weight"], residual)
+        out = self.mlp(pre + "ffn.", x) if i < self.args.n_dense_layers else self.moe(i, x)
+        return out, residual
+
+    @torch.inference_mode()
+    def forward(self, tokens: torch.Tensor, start_pos: int = 0, all_logits: bool = False) -> torch.Tensor:
+        """Logits fp32 [B, vocab] for the last position, or [B, S, vocab] with ``all_logits``."""
+        a = self.args
+        bsz, seqlen = tokens.shape
+        prefill = seqlen > 1
+        if prefill and start_pos != 0:
+            raise ValueError("prefill (more than one token) must start at position 0, as in the reference")
+        if start_pos + seqlen > a.max_seq_len:
+            raise ValueError(f"positions up to {start_pos + seqlen} exceed max_seq_len={a.max_seq_len}")
+        if start_pos == 0 or bsz != self.batch:
+            if start_pos != 0:
+                raise ValueError(f"decode with batch {bsz}, but the caches hold batch {self.batch}")
+            self.reset(bsz)
+        freqs = self.rope[start_pos:start_pos + seqlen]
+        hid, residual = self.p["embed.weight"][tokens], None
+        for i in range(a.n_layers):
+            hid, residual = self.block(i, hid, residual, start_pos, freqs, prefill)
+        hid, _ = self.rms(hid, self.p["norm.weight"], residual)
+        if not all_logits:
+            hid = hid[:, -1:].contiguous()
+        hf = self.k(specs.cast, a.dim, specs.BF16, specs.F32)(hid.view(-1, a.dim))
+        logits = self.linear(hf, self.p["head.weight"], None).view(bsz, -1, a.vocab_size)
+        return logits if all_logits else logits[:, 0]
+
+    __call__ = forward
+
+
+def from_reference(ref: Any, kernels: Any, target: str = "cpu", attention: str = "reference") -> Model:
+    """A compiled model sharing the parameters of a ``reference.Transformer``."""
+    return Model(ref.args, dict(ref.state_dict()), kernels, target, attention)

@@ -1,0 +1,284 @@
+"""Small tilec kernels the assembled model needs besides the kernel families in ``kernels/``.
+
+These are the pieces between the big kernels (specs/deepseek_v32.md §3.5-3.6) that DeepSeek's code
+writes as one-line torch expressions; in ``model.py`` every one of them runs compiled:
+
+- ``act_dequant_kernel``: ``bf16(fp32(y) * s[row, col // 128])``, the dequantize half of the FP8
+  simulation of the MLA latent (``ref_ops.act_dequant``).
+- ``head_gemm_kernel``: one GEMM per attention head against a slice of the absorbed ``wkv_b``
+  (``q_abs = q_nope @ W_UK[h]`` and ``o = o_lat @ W_UV[h]^T``), fp32 accumulation, one bf16 rounding.
+- ``index_weights_kernel``: the indexer's per-head weights ``((p * c1) * q_scale) * c2`` in fp32, in
+  the reference's order of operations.
+- ``silu_glu_kernel``: ``bf16(silu(fp32 a) * fp32 b)`` (``ref_ops.silu_glu``).
+- ``cast_kernel``: a dtype conversion (the bf16 -> fp32 widening before the fp32 head and gate).
+
+Every factory takes the token count as a symbolic dimension ``M`` so one build serves prefill and
+decode. The specifications that name these factories live in ``library.py``.
+"""
+from __future__ import annotations
+
+import tilec.language as T
+
+F32 = "float32"
+BF16 = "bfloat16"
+FP8 = "float8_e4m3"
+BLOCK = 128
+
+
+def act_dequant_kernel(N: int, block_M: int = 32, out_dtype: str = BF16):
+    """Factory: ``main(Y[M, N] e4m3, S[M, N / 128] fp32, X[M, N] out_dtype)``; grid (M/32, N/128)."""
+    assert N % BLOCK == 0, "act_dequant: the last dim must be a multiple of 128"
+    M = T.dynamic("M")
+
+    @T.prim_func
+    def main(Y: T.Tensor((M, N), FP8), S: T.Tensor((M, N // BLOCK), F32), X: T.Tensor((M, N), out_dtype)):
+        with T.Kernel(T.ceildiv(M, block_M), N // BLOCK, threads=128) as (bx, by):
+            y = T.alloc_fragment((block_M, BLOCK), F32)
+            s = T.alloc_fragment((block_M,), F32)
+            x = T.alloc_fragment((block_M, BLOCK), out_dtype)
+            T.copy(Y[bx * block_M, by * BLOCK], y)
+            T.copy(S[bx * block_M:(bx + 1) * block_M, by], s)
+            for i, j in T.Parallel(block_M, BLOCK):
+                x[i, j] = y[i, j] * s[i]
+            T.copy(x, X[bx * block_M, by * BLOCK])
+
+    return main
+
+
+def head_gemm_kernel(H: int, XK: int, x_off: int, K: int, N: int, WR: int, WC: int, w_off: int,
+                     transpose_b: bool, block_M: int = 32, dtype: str = BF16):
+    """Factory: ``main(X[M, H, XK], W[H, WR, WC], Y[M, H, N])``; with ``x = X[:, h, x_off:x_off + K]``:
+
+    - ``transpose_b=False``: ``Y[:, h] = x @ W[h, w_off:w_off + K, 0:N]`` (so WC == N);
+    - ``transpose_b=True``: ``Y[:, h] = x @ W[h, w_off:w_off + N, 0:K]^T`` (so WC == K).
+    """
+    M = T.dynamic("M")
+    rows = N if transpose_b else K
+
+    @T.prim_func
+    def main(X: T.Tensor((M, H, XK), dtype), W: T.Tensor((H, WR, WC), dtype), Y: T.Tensor((M, H, N), dtype)):
+        with T.Kernel(T.ceildiv(M, block_M), H, threads=128) as (bx, h):
+            x_s = T.alloc_shared((block_M, K), dtype)
+            w_s = T.alloc_shared((rows, WC), dtype)
+            acc = T.alloc_fragment((block_M, N), F32)
+            T.copy(X[bx * block_M:(bx + 1) * block_M, h, x_off:x_off + K], x_s)
+            T.copy(W[h, w_off:w_off + rows, 0:WC], w_s)
+            if transpose_b:
+                T.gemm(x_s, w_s, acc, transpose_B=True, clear_accum=True)
+            else:
+                T.gemm(x_s, w_s, acc, clear_accum=True)
+            T.copy(acc, Y[bx * block_M:(bx + 1) * block_M, h, 0:N])
+
+    return main
+
+
+def index_weights_kernel(H: int, c1: float, c2: float, block_M: int = 64):
+    """Factory: ``main(P[M, H] fp32, QS[M, H] fp32, W[M, H] fp32)``: ``W = ((P * c1) * QS) * c2``."""
+    M = T.dynamic("M")
+
+    @T.prim_func
+    def main(P: T.Tensor((M, H), F32), QS: T.Tensor((M, H), F32), W: T.Tensor((M, H), F32)):
+        with T.Kernel(T.ceildiv(M, block_M), threads=128) as bx:
+            p = T.alloc_fragment((block_M, H), F32)
+            q = T.alloc_fragment((block_M, H), F32)
+            T.copy(P[bx * block_M, 0], p)
+            T.copy(QS[bx * block_M, 0], q)
+            for i, j in T.Parallel(block_M, H):
+                p[i, j] = ((p[i, j] * c1) * q[i, j]) * c2
+            T.copy(p, W[bx * block_M, 0])
+
+    return main
+
+
+def silu_glu_kernel(N: int, block_M: int = 16, block_N: int = 128, dtype: str = BF16):
+    """Factory: ``main(A[M, N], B[M, N], Y[M, N])``: ``Y = dtype(silu(fp32 A) * fp32 B)``."""
+    M = T.dynamic("M")
+
+    @T.prim_func
+    def main(A: T.Tensor((M, N), dtype), B: T.Tensor((M, N), dtype), Y: T.Tensor((M, N), dtype)):
+        with T.Kernel(T.ceildiv(N, block_N), T.ceildiv(M, block_M), threads=128) as (bx, by):
+            a = T.alloc_fragment((block_M, block_N), F32)
+            b = T.alloc_fragment((block_M, block_N), F32)
+            y = T.alloc_fragment((block_M, block_N), dtype)
+            T.copy(A[by * block_M, bx * block_N], a)
+            T.copy(B[by * block_M, bx * block_N], b)
+            for i, j in T.Parallel(block_M, block_N):
+                y[i, j] = a[i, j] * T.sigmoid(a[i, j]) * b[i, j]
+            T.copy(y, Y[by * block_M, bx * block_N])
+
+    return main
+
+
+def cast_kernel(N: int, src: str = BF16, dst: str = F32, block_M: int = 16, block_N: int = 256):
+    """Factory: ``main(X[M, N] src, Y[M, N] dst)``: ``Y = dst(X)``."""
+    M = T.dynamic("M")
+
+    @T.prim_func
+    def main(X: T.Tensor((M, N), src), Y: T.Tensor((M, N), dst)):
+        with T.Kernel(T.ceildiv(N, block_N), T.ceildiv(M, block_M), threads=128) as (bx, by):
+            x = T.alloc_fragment((block_M, block_N), dst)
+            T.copy(X[by * block_M, bx * block_N], x)
+            T.copy(x, Y[by * block_M, bx * block_N])
+
+    return main
+
+
+@T.macro
+def _softmax_rows(s, sb, valid, p, mx, sm, H, K):
+    """Row softmax of ``s[H, K]`` over ``valid`` entries in fp32, probabilities rounded into ``p``."""
+    for h, j in T.Parallel(H, K):
+        s[h, j] = T.if_then_else(valid[j] > 0, s[h, j], -T.infinity(F32))
+    T.reduce_max(s, mx, dim=1)
+    for h, j in T.Parallel(H, K):
+        s[h, j] = T.if_then_else(valid[j] > 0, T.exp(s[h, j] - mx[h]), 0.0)
+    T.reduce_sum(s, sm, dim=1)
+    for h, j in T.Parallel(H, K):
+        p[h, j] = T.if_then_else(sm[h] > 0, s[h, j] / sm[h], 0.0)
+
+
+def mha_sparse_prefill_kernel(H: int, D: int, DV: int, R: int, K: int, scale: float):
+    """Factory: the reference's prefill attention (MHA mode) at its rounding points, sparse.
+
+    ``main(Q[B, S, H, D + R], KV[B, S, H, D + DV], PE[B, SKV, R + X], Idx[B, S, K] int32, O[B, S, H, DV])``
+    with ``D`` = qk_nope, ``R`` = rope dims: the key of head h at t is ``[KV[t, h, :D] | PE[t, X:]]``
+    (``PE`` is the combined latent cache, ``X = PE.shape[-1] - R``), the value ``KV[t, h, D:]``. Query s
+    attends to ``{Idx[s, j] : 0 <= Idx <= s}``. ``score = bf16(bf16(q.k) * scale)``, softmax in fp32
+    rounded to bf16, ``O = bf16(sum p v)``: the reference's bf16 einsum / softmax / einsum.
+    """
+    B, S, SKV, PW = T.dynamic("B"), T.dynamic("S"), T.dynamic("SKV"), T.dynamic("PW")
+    QK = D + R
+
+    @T.prim_func
+    def main(Q: T.Tensor((B, S, H, QK), BF16), KV: T.Tensor((B, S, H, D + DV), BF16),
+             PE: T.Tensor((B, SKV, PW), BF16), Idx: T.Tensor((B, S, K), "int32"),
+             O: T.Tensor((B, S, H, DV), BF16)):
+        with T.Kernel(S, B, threads=128) as (s, b):
+            q = T.alloc_fragment((H, QK), F32)
+            idx = T.alloc_fragment((K,), "int32")
+            valid = T.alloc_fragment((K,), "int32")
+            sc = T.alloc_fragment((H, K), F32)
+            sb = T.alloc_fragment((H, K), BF16)
+            p = T.alloc_fragment((H, K), BF16)
+            mx = T.alloc_fragment((H,), F32)
+            sm = T.alloc_fragment((H,), F32)
+            acc = T.alloc_fragment((H, DV), F32)
+            o = T.alloc_fragment((H, DV), BF16)
+            T.copy(Q[b, s, 0:H, 0:QK], q)
+            for j in T.Parallel(K):
+                idx[j] = T.max(T.min(Idx[b, s, j], s), 0)
+                valid[j] = T.if_then_else(Idx[b, s, j] >= 0 and Idx[b, s, j] <= s, 1, 0)
+            T.clear(sc)
+            for d in T.serial(D):
+                for h, j in T.Parallel(H, K):
+                    sc[h, j] += q[h, d] * KV[b, idx[j], h, d]
+            for d in T.serial(R):
+                for h, j in T.Parallel(H, K):
+                    sc[h, j] += q[h, D + d] * PE[b, idx[j], PW - R + d]
+            T.copy(sc, sb)
+            for h, j in T.Parallel(H, K):
+                sc[h, j] = T.cast(sb[h, j], F32) * scale   # an fp32 scale (a bare constant would take bf16)
+            T.copy(sc, sb)
+            T.copy(sb, sc)
+            _softmax_rows(sc, sb, valid, p, mx, sm, H, K)
+            T.clear(acc)
+            for j in T.serial(K):
+                for h, e in T.Parallel(H, DV):
+                    acc[h, e] += p[h, j] * KV[b, idx[j], h, D + e]
+            T.copy(acc, o)
+            T.copy(o, O[b, s, 0:H, 0:DV])
+
+    return main
+
+
+def mqa_sparse_decode_kernel(H: int, C: int, R: int, K: int, scale: float):
+    """Factory: the reference's absorbed decode attention at its rounding points, sparse.
+
+    ``main(QA[B, H, C], QP[B, H, R], KV[B, SKV, C + R], Idx[B, K] int32, E[B] int32, O[B, H, C])``:
+    ``score = bf16(bf16(bf16(qa.c) + bf16(qp.pe)) * scale)`` over ``{Idx[j] : 0 <= Idx < E}``, softmax in
+    fp32 rounded to bf16, ``O = bf16(sum p c)`` (``reference.MLA._decode``).
+    """
+    B, SKV = T.dynamic("B"), T.dynamic("SKV")
+
+    @T.prim_func
+    def main(QA: T.Tensor((B, H, C), BF16), QP: T.Tensor((B, H, R), BF16), KV: T.Tensor((B, SKV, C + R), BF16),
+             Idx: T.Tensor((B, K), "int32"), O: T.Tensor((B, H, C), BF16)):
+        with T.Kernel(B, threads=128) as b:
+            qa = T.alloc_fragment((H, C), F32)
+            qp = T.alloc_fragment((H, R), F32)
+            idx = T.alloc_fragment((K,), "int32")
+            valid = T.alloc_fragment((K,), "int32")
+            s1 = T.alloc_fragment((H, K), F32)
+            s2 = T.alloc_fragment((H, K), F32)
+            sb = T.alloc_fragment((H, K), BF16)
+            sb2 = T.alloc_fragment((H, K), BF16)
+            p = T.alloc_fragment((H, K), BF16)
+            mx = T.alloc_fragment((H,), F32)
+            sm = T.alloc_fragment((H,), F32)
+            acc = T.alloc_fragment((H, C), F32)
+            o = T.alloc_fragment((H, C), BF16)
+            T.copy(QA[b, 0:H, 0:C], qa)
+            T.copy(QP[b, 0:H, 0:R], qp)
+            for j in T.Parallel(K):
+                idx[j] = T.max(T.min(Idx[b, j], SKV - 1), 0)
+                valid[j] = T.if_then_else(Idx[b, j] >= 0 and Idx[b, j] < SKV, 1, 0)
+            T.clear(s1)
+            T.clear(s2)
+            for d in T.serial(C):
+                for h, j in T.Parallel(H, K):
+                    s1[h, j] += qa[h, d] * KV[b, idx[j], d]
+            for d in T.serial(R):
+                for h, j in T.Parallel(H, K):
+                    s2[h, j] += qp[h, d] * KV[b, idx[j], C + d]
+            T.copy(s1, sb)
+            T.copy(s2, sb2)
+            for h, j in T.Parallel(H, K):
+                s1[h, j] = sb[h, j] + sb2[h, j]
+            T.copy(s1, sb)
+            for h, j in T.Parallel(H, K):
+                s1[h, j] = T.cast(sb[h, j], F32) * scale   # an fp32 scale (a bare constant would take bf16)
+            T.copy(s1, sb)
+            T.copy(sb, s1)
+            _softmax_rows(s1, sb, valid, p, mx, sm, H, K)
+            T.clear(acc)
+            for j in T.serial(K):
+                for h, e in T.Parallel(H, C):
+                    acc[h, e] += p[h, j] * KV[b, idx[j], e]
+            T.copy(acc, o)
+            T.copy(o, O[b, 0:H, 0:C])
+
+    return main
+
+
+# --- the MoE kernels of kernels/moe.py at a token bucket -----------------------------------------
+# The padded expert layout (tiles of block_M rows, NT tiles) is compile-time in moe.py; the model
+# builds it for a bucket of tokens (decode: max_batch_size, prefill: max_batch_size * max_seq_len).
+# These wrappers derive block_M and NT from the bucket with moe.py's own rules, so the permutation,
+# the grouped GEMMs and the combine always agree; the token count itself stays symbolic.
+
+def _moe_layout(bucket: int, K: int, E: int) -> tuple[int, int]:
+    from .kernels import moe
+    bm = moe.pick_block_M(bucket, K, E) if hasattr(moe, "pick_block_M") else 64
+    return bm, moe.max_tiles(bucket, K, E, bm)
+
+
+def moe_permute_bucket_kernel(bucket: int, K: int, E: int):
+    from .kernels import moe
+    return moe.permute_kernel(bucket, K, E, _moe_layout(bucket, K, E)[0])
+
+
+def moe_up_bucket_kernel(bucket: int, D: int, I: int, E: int, K: int, fp8: bool, mma_dtype=None):
+    from .kernels import moe
+    bm, nt = _moe_layout(bucket, K, E)
+    return moe.moe_up_kernel(T.dynamic("T"), D, I, E, nt, fp8, bm, 64, mma_dtype)
+
+
+def moe_down_bucket_kernel(bucket: int, D: int, I: int, E: int, K: int, fp8: bool, mma_dtype=None):
+    from .kernels import moe
+    bm, nt = _moe_layout(bucket, K, E)
+    return moe.moe_down_kernel(D, I, E, nt, fp8, bm, 64, mma_dtype)
+
+
+def moe_combine_bucket_kernel(bucket: int, K: int, D: int, E: int):
+    from .kernels import moe
+    bm, nt = _moe_layout(bucket, K, E)
+    return moe.combine_kernel(T.dynamic("T"), K, D, nt * bm, True)

@@ -1,0 +1,249 @@
+"""Which compiled kernels the DeepSeek-V3.2 model calls, named: the contract between model and library.
+
+A ``KernelSpec`` is a kernel factory (module and name), its arguments and its ``out_idx``. Arguments
+are JSON values; a string ``"$B"`` stands for the symbolic dimension ``T.dynamic("B")``, so batch,
+token and cache lengths stay run-time values and one build serves prefill and decode. The model
+(``model.py``) asks for kernels only through the constructors below, and ``kernel_specs(args)`` lists
+every spec a configuration uses, which is what ``library.build_library`` compiles. A spec's ``name``
+is unique for its factory and arguments.
+
+``mma`` arguments pick the GEMM operand dtype of the FP8 kernels: float8 on cpu, bfloat16 on ascend
+(no FP8 matrix unit; every e4m3 value is exact in bf16, so the results agree).
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import ModelArgs
+
+_K = "tilec.models.deepseek_v32.kernels."
+QUANT, NORMS, ROPE, HADAMARD = _K + "quant", _K + "norms", _K + "rope", _K + "hadamard"
+INDEXER, TOPK, SPARSE, MOE = _K + "indexer", _K + "topk", _K + "sparse_mla", _K + "moe"
+GLUE = "tilec.models.deepseek_v32.model_kernels"
+BF16, F32, FP8 = "bfloat16", "float32", "float8_e4m3"
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    name: str
+    module: str
+    factory_name: str
+    args: tuple
+    kwargs: tuple = ()            # sorted (key, value) pairs
+    out_idx: tuple = field(default=())
+
+    @property
+    def factory(self) -> str:
+        return f"{self.module}:{self.factory_name}"
+
+    def to_json(self) -> dict:
+        return {"factory": self.factory, "args": [list(self.args), dict(self.kwargs)],
+                "out_idx": list(self.out_idx)}
+
+    def build(self) -> Any:
+        """Call the factory (imports the frontend): the ``T.prim_func`` kernel."""
+        import tilec.language as T
+
+        def conv(v: Any) -> Any:
+            return T.dynamic(v[1:]) if isinstance(v, str) and v.startswith("$") else v
+        fn = getattr(importlib.import_module(self.module), self.factory_name)
+        return fn(*[conv(a) for a in self.args], **{k: conv(v) for k, v in self.kwargs})
+
+
+def _spec(name: str, module: str, factory: str, args: tuple, out_idx: tuple, **kwargs: Any) -> KernelSpec:
+    return KernelSpec(name, module, factory, tuple(args), tuple(sorted(kwargs.items())), tuple(out_idx))
+
+
+def _mma(target: str) -> str:
+    return BF16 if target == "ascend" else FP8
+
+
+# --- constructors (one per kernel use in model.py) ---------------------------------------------------
+
+def linear(n: int, k: int, dtype: str = BF16, out: str = BF16) -> KernelSpec:
+    return _spec(f"linear_{dtype}_{out}_{n}x{k}", QUANT, "linear_bf16_kernel", (n, k), (2,),
+                 dtype=dtype, out_dtype=out)
+
+
+def act_quant(n: int, round_scale: bool) -> KernelSpec:
+    return _spec(f"act_quant_{n}{'_ue8m0' if round_scale else ''}", QUANT, "act_quant_kernel",
+                 (n, round_scale, 32, BF16), (1, 2))
+
+
+def fp8_gemm(n: int, k: int, target: str = "cpu") -> KernelSpec:
+    mma = _mma(target)
+    return _spec(f"fp8_gemm_{n}x{k}_{mma}", QUANT, "fp8_gemm_kernel", (n, k, 32, 128, 4, BF16, mma), (4,))
+
+
+def weight_dequant(n: int, k: int) -> KernelSpec:
+    return _spec(f"weight_dequant_{n}x{k}", QUANT, "weight_dequant_kernel", (n, k), (2,))
+
+
+def rms_norm(n: int, residual: bool) -> KernelSpec:
+    return _spec(f"rms_norm_{n}{'_residual' if residual else ''}", NORMS, "rms_norm_kernel",
+                 (n, residual, 1e-6), (3, 4) if residual else (2,))
+
+
+def layer_norm(n: int) -> KernelSpec:
+    return _spec(f"layer_norm_{n}", NORMS, "layer_norm_kernel", (n, 1e-6), (3,))
+
+
+def rope(h: int, d: int, rope_dim: int, off: int, interleaved: bool) -> KernelSpec:
+    tag = "interleaved" if interleaved else "half"
+    return _spec(f"rope_h{h}_d{d}_r{rope_dim}_at{off}_{tag}", ROPE, "rope_kernel",
+                 (h, d, rope_dim, off, interleaved), (2,))
+
+
+def hadamard(n: int) -> KernelSpec:
+    return _spec(f"hadamard_{n}", HADAMARD, "hadamard_kernel", (n,), (1,))
+
+
+def fp8_index(h: int, d: int, causal: bool, target: str = "cpu") -> KernelSpec:
+    mma = _mma(target)
+    return _spec(f"fp8_index_h{h}_d{d}{'_causal' if causal else ''}_{mma}", INDEXER, "fp8_index_kernel",
+                 (h, d, 0 if causal else None), (4,), mma_dtype=mma)
+
+
+def topk_capacity(n: int) -> int:
+    """The score-row capacity of the top-k kernel used for rows of n (``kernels.topk.capacity``:
+    the next power of two, at least 64)."""
+    return max(64, 1 << max(n - 1, 0).bit_length())
+
+
+def topk(k: int, n_cap: int) -> KernelSpec:
+    return _spec(f"topk_{k}_cap{n_cap}", TOPK, "topk_kernel", (k, n_cap), (1,))
+
+
+def sparse_mla(h: int, d_qk: int, d_v: int, scale: float) -> KernelSpec:
+    return _spec(f"sparse_mla_h{h}_d{d_qk}_v{d_v}", SPARSE, "sparse_mla_fwd_kernel",
+                 (h, d_qk, d_v, float(scale)), (3, 4))
+
+
+def moe_gate(a: ModelArgs) -> KernelSpec:
+    return _spec(f"moe_gate_d{a.dim}_e{a.n_routed_experts}_k{a.n_activated_experts}", MOE + "_gate", "gate_kernel",
+                 (a.dim, a.n_routed_experts, a.n_activated_experts, a.n_expert_groups, a.n_limited_groups,
+                  float(a.route_scale)), (3, 4))
+
+
+def moe_buckets(a: ModelArgs) -> list[int]:
+    """Token counts the MoE permutation is built for (its layout size is compile-time): decode
+    (up to ``max_batch_size`` tokens) and prefill (up to ``max_batch_size * max_seq_len``)."""
+    return sorted({a.max_batch_size, a.max_batch_size * a.max_seq_len})
+
+
+def moe_permute(a: ModelArgs, bucket: int) -> KernelSpec:
+    return _spec(f"moe_permute_t{bucket}_k{a.n_activated_experts}_e{a.n_routed_experts}", GLUE,
+                 "moe_permute_bucket_kernel", (bucket, a.n_activated_experts, a.n_routed_experts), (1, 2, 3, 4))
+
+
+def moe_up(a: ModelArgs, bucket: int, target: str = "cpu") -> KernelSpec:
+    fp8 = a.dtype == "fp8"
+    mma = BF16 if (fp8 and target == "ascend") else None
+    return _spec(f"moe_up_t{bucket}_d{a.dim}_i{a.moe_inter_dim}_{'fp8' if fp8 else 'bf16'}_{mma or 'native'}",
+                 GLUE, "moe_up_bucket_kernel", (bucket, a.dim, a.moe_inter_dim, a.n_routed_experts,
+                                                a.n_activated_experts, fp8, mma), (8 if fp8 else 5,))
+
+
+def moe_down(a: ModelArgs, bucket: int, target: str = "cpu") -> KernelSpec:
+    fp8 = a.dtype == "fp8"
+    mma = BF16 if (fp8 and target == "ascend") else None
+    return _spec(f"moe_down_t{bucket}_d{a.dim}_i{a.moe_inter_dim}_{'fp8' if fp8 else 'bf16'}_{mma or 'native'}",
+                 GLUE, "moe_down_bucket_kernel", (bucket, a.dim, a.moe_inter_dim, a.n_routed_experts,
+                                                  a.n_activated_experts, fp8, mma), (5 if fp8 else 3,))
+
+
+def moe_combine(a: ModelArgs, bucket: int) -> KernelSpec:
+    return _spec(f"moe_combine_t{bucket}_k{a.n_activated_experts}_d{a.dim}", GLUE, "moe_combine_bucket_kernel",
+                 (bucket, a.n_activated_experts, a.dim, a.n_routed_experts), (4,))
+
+
+def act_dequant(n: int) -> KernelSpec:
+    return _spec(f"act_dequant_{n}", GLUE, "act_dequant_kernel", (n,), (2,))
+
+
+def head_gemm(h: int, xk: int, x_off: int, k: int, n: int, wr: int, wc: int, w_off: int,
+              transpose_b: bool) -> KernelSpec:
+    return _spec(f"head_gemm_h{h}_x{xk}at{x_off}_k{k}_n{n}_w{wr}x{wc}at{w_off}{'_t' if transpose_b else ''}",
+                 GLUE, "head_gemm_kernel", (h, xk, x_off, k, n, wr, wc, w_off, transpose_b), (2,))
+
+
+def mha_prefill(a: ModelArgs) -> KernelSpec:
+    return _spec(f"mha_sparse_prefill_h{a.n_heads}_d{a.qk_nope_head_dim}_v{a.v_head_dim}_r{a.qk_rope_head_dim}"
+                 f"_k{a.index_topk}", GLUE, "mha_sparse_prefill_kernel",
+                 (a.n_heads, a.qk_nope_head_dim, a.v_head_dim, a.qk_rope_head_dim, a.index_topk,
+                  float(a.softmax_scale)), (4,))
+
+
+def mqa_decode(a: ModelArgs) -> KernelSpec:
+    return _spec(f"mqa_sparse_decode_h{a.n_heads}_c{a.kv_lora_rank}_r{a.qk_rope_head_dim}_k{a.index_topk}", GLUE,
+                 "mqa_sparse_decode_kernel", (a.n_heads, a.kv_lora_rank, a.qk_rope_head_dim, a.index_topk,
+                                              float(a.softmax_scale)), (4,))
+
+
+def index_weights(h: int, c1: float, c2: float) -> KernelSpec:
+    return _spec(f"index_weights_h{h}", GLUE, "index_weights_kernel", (h, float(c1), float(c2)), (2,))
+
+
+def silu_glu(n: int) -> KernelSpec:
+    return _spec(f"silu_glu_{n}", GLUE, "silu_glu_kernel", (n,), (2,))
+
+
+def cast(n: int, src: str, dst: str) -> KernelSpec:
+    return _spec(f"cast_{src}_{dst}_{n}", GLUE, "cast_kernel", (n, src, dst), (1,))
+
+
+# --- everything a configuration needs ----------------------------------------------------------------
+
+def linear_specs(n: int, k: int, a: ModelArgs, target: str) -> list[KernelSpec]:
+    if a.dtype == "fp8":
+        return [act_quant(k, a.scale_fmt is not None), fp8_gemm(n, k, target)]
+    return [linear(n, k)]
+
+
+def kernel_specs(a: ModelArgs, target: str = "cpu") -> list[KernelSpec]:
+    """Every kernel ``model.Model`` calls for configuration ``a``, each once, in a stable order."""
+    h, c, r, nope, v = a.n_heads, a.kv_lora_rank, a.qk_rope_head_dim, a.qk_nope_head_dim, a.v_head_dim
+    ih, idim = a.index_n_heads, a.index_head_dim
+    rnd = a.scale_fmt is not None
+    out: list[KernelSpec] = []
+    lins = [(a.q_lora_rank, a.dim), (h * a.qk_head_dim, a.q_lora_rank), (c + r, a.dim), (a.dim, h * v),
+            (h * (nope + v), c),
+            (ih * idim, a.q_lora_rank), (idim, a.dim)]
+    if a.n_dense_layers > 0:
+        lins += [(a.inter_dim, a.dim), (a.dim, a.inter_dim)]
+    if a.n_layers > a.n_dense_layers:
+        lins += [(a.n_shared_experts * a.moe_inter_dim, a.dim), (a.dim, a.n_shared_experts * a.moe_inter_dim)]
+    for n, k in lins:
+        out += linear_specs(n, k, a, target)
+    out += [linear(ih, a.dim, F32, F32), linear(a.vocab_size, a.dim, F32, F32), cast(a.dim, BF16, F32)]
+    out += [rms_norm(a.dim, False), rms_norm(a.dim, True), rms_norm(a.q_lora_rank, False),
+            rms_norm(c, False), layer_norm(idim)]
+    out += [rope(h, a.qk_head_dim, r, nope, True), rope(1, c + r, r, c, True), rope(ih, idim, r, 0, False),
+            rope(1, idim, r, 0, False), hadamard(idim)]
+    out += [act_quant(c, rnd), act_dequant(c), act_quant(idim, rnd), index_weights(ih, ih ** -0.5, idim ** -0.5),
+            fp8_index(ih, idim, True, target), fp8_index(ih, idim, False, target),
+            sparse_mla(h, c + r, c, a.softmax_scale), mha_prefill(a), mqa_decode(a)]
+    cap = 64
+    while cap <= topk_capacity(a.max_seq_len):     # one top-k kernel per row-capacity bucket
+        out.append(topk(a.index_topk, cap))
+        cap *= 2
+    wr = nope + v
+    out += [head_gemm(h, a.qk_head_dim, 0, nope, c, wr, c, 0, False), head_gemm(h, c, 0, c, v, wr, c, nope, True)]
+    if a.dtype == "fp8":
+        out += [weight_dequant(h * wr, c)]
+    out += [silu_glu(a.inter_dim), silu_glu(a.n_shared_experts * a.moe_inter_dim)]
+    if a.n_layers > a.n_dense_layers:
+        out += [moe_gate(a)]
+        if a.dtype == "fp8":
+            out += [act_quant(a.moe_inter_dim, rnd)]
+        for bucket in moe_buckets(a):
+            out += [moe_permute(a, bucket), moe_up(a, bucket, target), moe_down(a, bucket, target),
+                    moe_combine(a, bucket)]
+    seen, unique = set(), []
+    for s in out:
+        if s.name not in seen:
+            seen.add(s.name)
+            unique.append(s)
+    return unique
