@@ -90,7 +90,10 @@ class Indexer(nn.Module):
                                self.k_scale_cache[:bsz, :end_pos].squeeze(-1))
         if mask is not None:
             scores = scores + mask
-        return scores.topk(min(self.args.index_topk, end_pos), dim=-1)[1]
+        # torch.topk orders ties arbitrarily, and after the ReLU many scores tie at exactly 0: a stable
+        # descending sort gives ties to the lower position, the rule the tilec top-k kernel follows.
+        k = min(self.args.index_topk, end_pos)
+        return torch.sort(scores, dim=-1, descending=True, stable=True)[1][..., :k]
 
 
 class MLA(nn.Module):
