@@ -7,6 +7,7 @@
   on the discrete choices (``lockstep.py`` explains why and counts the flips, which are bounded).
 - Isolated layers: each compiled block on the reference's input, prefill and decode.
 - One full layer through the ascend target.
+- Every kernel of ``tiny`` (and the sparse attention at the 671B shapes) builds for cuda (nvcc, no GPU).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -24,8 +26,10 @@ from tilec.models.deepseek_v32.init import init_random_weights
 from tilec.models.deepseek_v32.library import LibraryError, build_library, load_library
 from tilec.models.deepseek_v32.model import JitKernels, from_reference
 from tilec.models.deepseek_v32.reference import Transformer
+from tilec.models.deepseek_v32.specs import kernel_specs, mha_prefill, mqa_decode
 
-sys.path.insert(0, os.path.dirname(__file__))
+sys.path[:0] = [os.path.dirname(__file__), os.path.join(os.path.dirname(__file__), "kernels")]
+from kernel_common import have_nvcc  # noqa: E402
 from lockstep import Lockstep, stable_reference_topk  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -154,6 +158,7 @@ import json, sys, torch
 from tilec.models.deepseek_v32.library import load_library
 from tilec.models.deepseek_v32.model import Model
 from tilec.models.deepseek_v32.reference import Transformer
+from tilec.models.deepseek_v32.specs import kernel_specs, mha_prefill, mqa_decode
 from tilec.models.deepseek_v32.weights import load_weights
 lib = load_library({tiny_lib!r})
 holder = load_weights(Transformer(lib.args), {str(weights)!r})
@@ -221,3 +226,30 @@ def test_layers_on_ascend():
     model = from_reference(ref, JitKernels("ascend"), target="ascend")
     out_err, res_err = _layers_on_reference_inputs(model, ref, [0, 1], seqlen=20)
     assert out_err < 1e-2 and res_err < 1e-2, (out_err, res_err)
+
+
+@pytest.fixture(scope="module")
+def cuda_builds():
+    """Build every kernel of ``tiny``, plus the two sparse attention kernels at the 671B shapes (the
+    ones whose tiling is sized for shared memory), for cuda on 2 threads: name -> error text or None.
+    nvcc's outputs are cached, so a warm run takes seconds."""
+    from tilec import targets
+    cuda = targets.get("cuda")
+    big = get_config("671b")
+    work = kernel_specs(get_config("tiny"), "cuda") + [mha_prefill(big), mqa_decode(big)]
+
+    def build(spec):
+        try:
+            exe = cuda.build(spec.build().func, {})
+            return spec.name, None if "__global__" in exe.source else "no __global__ function in the source"
+        except Exception as e:  # noqa: BLE001 - collected and reported per kernel below
+            return spec.name, f"{type(e).__name__}: {e}"
+    with ThreadPoolExecutor(2) as pool:
+        return dict(pool.map(build, work))
+
+
+@pytest.mark.skipif(not have_nvcc(), reason="nvcc is not installed")
+def test_every_model_kernel_builds_for_cuda(cuda_builds):
+    assert len(cuda_builds) == len(kernel_specs(get_config("tiny"), "cuda")) + 2
+    failed = {name: err for name, err in cuda_builds.items() if err is not None}
+    assert not failed, "\n".join(f"{name}: {err}" for name, err in failed.items())

@@ -9,12 +9,13 @@ all: everything goes to a temporary sibling first, which then replaces ``DIR`` b
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import tempfile
-from typing import Any
+from typing import Any, Iterator
 
 from .. import __version__
 from ..errors import TilecError
@@ -79,13 +80,30 @@ def _check_replaceable(out_dir: str) -> None:
                          f"(no manifest.json); refusing to replace it")
 
 
-def write_output_dir(out_dir: str, kernel: Any, ir_text: str, source_file: str,
-                     params: dict[str, Any]) -> dict[str, Any]:
-    """Write ``kernel`` (a ``JITKernel``) to ``out_dir`` atomically; return the manifest."""
+@contextlib.contextmanager
+def staged_output_dir(out_dir: str) -> Iterator[str]:
+    """A fresh temporary sibling of ``out_dir`` to fill; when the block ends without an exception it
+    replaces ``out_dir`` by rename, otherwise it is removed, so ``out_dir`` is whole or unchanged.
+    ``out_dir`` must be absent, empty or a previous tilec output (checked before the block runs)."""
     out_dir = os.path.abspath(out_dir)
     _check_replaceable(out_dir)
     parent = os.path.dirname(out_dir)
     os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.tmp-", dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the output is an ordinary folder
+    try:
+        yield tmp
+        _swap_in(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_output_dir(out_dir: str, kernel: Any, ir_text: str, source_file: str,
+                     params: dict[str, Any]) -> dict[str, Any]:
+    """Write ``kernel`` (a ``JITKernel``) to ``out_dir`` atomically; return the manifest."""
     exe, target = kernel.executable, kernel.target
     name = kernel.func.name
     blobs: dict[str, bytes] = {"ir": ir_text.encode()}
@@ -100,21 +118,13 @@ def write_output_dir(out_dir: str, kernel: Any, ir_text: str, source_file: str,
     digests = {k: hashlib.sha256(b).hexdigest() for k, b in blobs.items()}
     man = manifest(kernel.func, target.name, kernel.out_idx, files, digests, source_file, params,
                    kernel.options)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.tmp-", dir=parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the output is an ordinary folder
-    try:
+    with staged_output_dir(out_dir) as tmp:
         for key, blob in blobs.items():
             with open(os.path.join(tmp, files[key]), "wb") as f:
                 f.write(blob)
         with open(os.path.join(tmp, "manifest.json"), "w") as f:
             json.dump(man, f, indent=2)
             f.write("\n")
-        _swap_in(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return man
 
 

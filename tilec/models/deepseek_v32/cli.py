@@ -83,12 +83,13 @@ def _config(name: str):
 
 
 def cmd_init(ns: argparse.Namespace) -> int:
+    import os
+
     import torch
 
     from .init import init_random_weights
     from .reference import Transformer
     from .weights import save_weights
-    import os
     args = _config(ns.config)
     os.makedirs(os.path.dirname(os.path.abspath(ns.output)), exist_ok=True)
     torch.manual_seed(ns.seed)

@@ -5,14 +5,15 @@ arguments, outputs). Token counts, batch and cache lengths are symbolic (``T.dyn
 serves prefill and decode at any batch and length; what stays compile-time is the model's widths.
 
 ``build_library(args, target, out_dir)`` compiles each kernel to an object file (LLVM, the cpu
-target's code generator), links them all into ``libmodel.so`` and writes ``manifest.json``: kernel
-names, factories and arguments, signatures (dtypes, shapes with symbol names), launch symbols, the
-target, the tilec version and sha256 hashes of the library and of every kernel's IR. The folder is
-written whole or not at all (a temporary sibling renamed into place).
+target's code generator), links them all into ``libmodel.so`` (``backends.llvm.aot.link_shared``) and
+writes ``manifest.json``: kernel names, factories and arguments, signatures (dtypes, shapes with symbol
+names), launch symbols, the target, the tilec version and sha256 hashes of the library and of every
+kernel's IR. The folder is written whole or not at all (``tilec.runtime.artifacts.staged_output_dir``).
 
 ``load_library(dir)`` opens the library with ctypes and returns ``Library``, whose kernels are callables
 on torch CPU tensors. Loading and calling import neither llvmlite nor the frontend or passes: only the
-manifest, ctypes and the cpu backend's thread pool (``backends.llvm.runtime``).
+manifest, ctypes and the cpu backend's ctypes side (``backends.llvm.target.load_library`` and
+``runtime.NativeKernel``, which runs the launches on the backend's thread pool).
 """
 from __future__ import annotations
 
@@ -21,12 +22,13 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
-import subprocess
-import tempfile
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
+
+from backends.llvm.target import load_library as load_native
+from tilec.runtime.args import torch_dtype
 
 from .config import ModelArgs
 from .specs import KernelSpec, kernel_specs
@@ -34,8 +36,6 @@ from .specs import KernelSpec, kernel_specs
 FORMAT = "tilec-model-library"
 FORMAT_VERSION = 1
 LIB_NAME = "libmodel.so"
-_TORCH = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float8_e4m3": torch.float8_e4m3fn,
-          "int32": torch.int32, "int64": torch.int64, "float16": torch.float16, "uint8": torch.uint8}
 
 
 class LibraryError(RuntimeError):
@@ -55,7 +55,8 @@ def _shape_entry(e: Any) -> Any:
 
 
 def _compile_object(func: Any, options: dict) -> tuple[bytes, dict, str]:
-    """(object file, launch metadata, IR text) of one kernel, with an on-disk object cache."""
+    """(object file, launch metadata, IR text) of one kernel, with an on-disk object cache next to
+    the cpu backend's library cache (the model links objects, the backend caches linked kernels)."""
     from backends.llvm import cache, llvm_env
     from backends.llvm.target import generate_llvm_ir
     key = cache.make_key(func, "cpu-object", options)
@@ -73,38 +74,22 @@ def _compile_object(func: Any, options: dict) -> tuple[bytes, dict, str]:
     text, meta = generate_llvm_ir(func, options)
     obj = llvm_env.emit_object(llvm_env.optimize(text))
     if cache.enabled():
-        _atomic_write(obj_path, obj)
-        _atomic_write(meta_path, json.dumps({"sha256": hashlib.sha256(obj).hexdigest(), "meta": meta}).encode())
+        cache.atomic_write(obj_path, obj)
+        cache.atomic_write(meta_path, json.dumps({"sha256": hashlib.sha256(obj).hexdigest(), "meta": meta}).encode())
     return obj, meta, ir
 
 
-def _atomic_write(path: Any, data: bytes) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _link(objects: list[bytes], out: str) -> None:
-    from backends.llvm.aot import c_compiler
-    cc = c_compiler()
-    if cc is None:
-        raise LibraryError("building a model library needs a C compiler to link (set CC or install cc)")
-    with tempfile.TemporaryDirectory(prefix="tilec-model-") as d:
-        paths = []
-        for i, obj in enumerate(objects):
-            paths.append(os.path.join(d, f"k{i}.o"))
-            with open(paths[-1], "wb") as f:
-                f.write(obj)
-        r = subprocess.run([cc, "-shared", "-o", out, *paths, "-lm"], capture_output=True, text=True)
-        if r.returncode != 0:
-            raise LibraryError(f"linking the model library failed:\n{r.stderr}")
+def _kernel_entry(spec: KernelSpec, options: dict) -> tuple[dict, bytes]:
+    """Compile one spec: (its manifest entry, its object file)."""
+    from tilec.runtime.kernel import verify
+    func = spec.build().func
+    verify(func)
+    obj, meta, ir = _compile_object(func, options)
+    entry = {**spec.to_json(), "kernel": func.name, "ir_sha256": hashlib.sha256(ir.encode()).hexdigest(),
+             "params": [{"name": p.name, "dtype": p.dtype, "shape": [_shape_entry(e) for e in p.shape]}
+                        for p in func.params],
+             "meta": meta}
+    return entry, obj
 
 
 def build_library(args: ModelArgs, target: str, out_dir: str, config_name: str = "",
@@ -114,68 +99,45 @@ def build_library(args: ModelArgs, target: str, out_dir: str, config_name: str =
     ``progress(name)`` is called after each kernel is compiled. Returns the manifest.
     """
     import tilec
-    from tilec.runtime.artifacts import _check_replaceable, _swap_in
-    from tilec.runtime.kernel import verify
+    from backends.llvm.aot import link_shared
+    from tilec.runtime.artifacts import staged_output_dir
     if target not in ("cpu", "auto"):
         raise LibraryError(f"model libraries are built for the cpu target (a shared library); got '{target}'")
-    out_dir = os.path.abspath(out_dir)
-    _check_replaceable(out_dir)
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    options = {"pass_configs": {}}
-    objects: dict[str, bytes] = {}     # IR sha256 -> object (identical kernels are linked once)
-    kernels: dict[str, dict] = {}
-    for spec in kernel_specs(args):
-        func = spec.build().func
-        verify(func)
-        obj, meta, ir = _compile_object(func, options)
-        ir_hash = hashlib.sha256(ir.encode()).hexdigest()
-        objects.setdefault(ir_hash, obj)
-        kernels[spec.name] = {**spec.to_json(), "kernel": func.name, "ir_sha256": ir_hash,
-                              "params": [{"name": p.name, "dtype": p.dtype,
-                                          "shape": [_shape_entry(e) for e in p.shape]} for p in func.params],
-                              "meta": meta}
-        if progress is not None:
-            progress(spec.name)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.tmp-", dir=parent)
-    os.chmod(tmp, 0o755)
-    try:
-        lib = os.path.join(tmp, LIB_NAME)
-        _link(list(objects.values()), lib)
-        with open(lib, "rb") as f:
-            lib_hash = hashlib.sha256(f.read()).hexdigest()
+    with staged_output_dir(out_dir) as tmp:
+        objects: dict[str, bytes] = {}     # IR sha256 -> object (identical kernels are linked once)
+        kernels: dict[str, dict] = {}
+        for spec in kernel_specs(args):
+            kernels[spec.name], obj = _kernel_entry(spec, {"pass_configs": {}})
+            objects.setdefault(kernels[spec.name]["ir_sha256"], obj)
+            if progress is not None:
+                progress(spec.name)
+        lib = link_shared(list(objects.values()))
+        Path(tmp, LIB_NAME).write_bytes(lib)
         manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "tilec_version": tilec.__version__,
                     "model": "deepseek_v32", "config": config_name, "args": dataclasses.asdict(args),
-                    "target": "cpu", "library": LIB_NAME, "sha256": {LIB_NAME: lib_hash},
+                    "target": "cpu", "library": LIB_NAME, "sha256": {LIB_NAME: hashlib.sha256(lib).hexdigest()},
                     "kernels": kernels}
-        with open(os.path.join(tmp, "manifest.json"), "w") as f:
-            json.dump(manifest, f, indent=1)
-            f.write("\n")
-        _swap_in(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        Path(tmp, "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
 
 
 # --- load and call -----------------------------------------------------------------------------------
 
 class LibKernel:
-    """One kernel of a loaded library: ``kernel(*inputs)`` on torch CPU tensors returns the outputs."""
+    """One kernel of a loaded library: ``kernel(*inputs)`` on torch CPU tensors returns the outputs.
 
-    def __init__(self, name: str, entry: dict, lib: ctypes.CDLL):
-        from backends.llvm.runtime import LAUNCH_T, NBLOCKS_T
+    It checks and binds torch tensors (dtype, rank, contiguity, symbolic dims), allocates the outputs
+    and hands the data addresses to the cpu backend's ``NativeKernel.call``, which runs the launches
+    on its thread pool."""
+
+    def __init__(self, name: str, entry: dict, path: str):
         self.name = name
         self.params = entry["params"]
         self.out_idx = list(entry["out_idx"])
         self.in_idx = [i for i in range(len(self.params)) if i not in self.out_idx]
-        meta = entry["meta"]
-        self.dim_names = list(meta["dims"])
-        self.launches = [(LAUNCH_T(_addr(lib, a)), NBLOCKS_T(_addr(lib, b))) for a, b in meta["launches"]]
-        self.stacks = meta.get("stack_bytes") or [0] * len(self.launches)
-        self.dtypes = [_TORCH[p["dtype"]] for p in self.params]
-        self._ptrs_t = ctypes.c_void_p * max(len(self.params), 1)
-        self._dims_t = ctypes.c_int32 * max(len(self.dim_names), 1)
+        self.dim_names = list(entry["meta"]["dims"])
+        self.dtypes = [torch_dtype(p["dtype"]) for p in self.params]
+        self.native = load_native(Path(path), entry["meta"])
 
     def __repr__(self) -> str:
         return f"LibKernel({self.name})"
@@ -201,32 +163,16 @@ class LibKernel:
         return dims
 
     def __call__(self, *inputs: torch.Tensor) -> Any:
-        from backends.llvm.runtime import par_for
         dims = self._bind(inputs)
         arrays: list[Any] = [None] * len(self.params)
         for i, x in zip(self.in_idx, inputs):
             arrays[i] = x
-        outs = []
         for i in self.out_idx:
             shape = [_eval_dim(e, dims) for e in self.params[i]["shape"]]
             arrays[i] = torch.empty(shape, dtype=self.dtypes[i])
-            outs.append(arrays[i])
-        ptrs = self._ptrs_t(*[a.data_ptr() for a in arrays])
-        dvals = self._dims_t(*[dims[n] for n in self.dim_names])
-        p_params, p_dims = ctypes.addressof(ptrs), ctypes.addressof(dvals)
-        for (launch, nblocks), stack in zip(self.launches, self.stacks):
-            total = nblocks(p_dims)
-            if total <= 0:
-                continue
-            counter = ctypes.c_int64(0)
-            p_counter = ctypes.addressof(counter)
-            par_for(lambda: launch(p_params, p_dims, p_counter), total, None, stack)
-        del arrays
+        self.native.call([a.data_ptr() for a in arrays], [dims[n] for n in self.dim_names])
+        outs = [arrays[i] for i in self.out_idx]
         return outs[0] if len(outs) == 1 else outs
-
-
-def _addr(lib: ctypes.CDLL, symbol: str) -> int:
-    return ctypes.cast(getattr(lib, symbol), ctypes.c_void_p).value
 
 
 def _eval_dim(e: Any, dims: dict[str, int]) -> int:
@@ -252,7 +198,8 @@ class Library:
         self.target = manifest["target"]
         self.args = ModelArgs(**manifest["args"])
         self.config_name = manifest.get("config", "")
-        self._cdll = cdll
+        self.path = os.path.abspath(os.path.join(folder, manifest["library"]))
+        self._cdll = cdll     # opened once at load, so a library that does not load fails there
         self._kernels: dict[str, LibKernel] = {}
 
     def __contains__(self, name: str) -> bool:
@@ -265,7 +212,7 @@ class Library:
             if entry is None:
                 raise LibraryError(f"the model library {self.folder} has no kernel '{name}' "
                                    f"(built for another configuration?)")
-            hit = self._kernels[name] = LibKernel(name, entry, self._cdll)
+            hit = self._kernels[name] = LibKernel(name, entry, self.path)
         return hit
 
     def get(self, spec: KernelSpec) -> LibKernel:

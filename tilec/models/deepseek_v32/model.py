@@ -8,12 +8,15 @@ Torch only glues: embedding lookup, views, slices, concatenation, cache writes a
 
 Attention (``ATTENTION_MODES``): by default the reference's own modes at its rounding points, MHA mode
 for prefill and the weight-absorbed MQA mode for decode (spec §3.5), so the compiled model reproduces
-``reference.py``; ``"flashmla"`` runs both on the FlashMLA-semantics sparse kernel over the latent.
+``reference.py`` (the kernels are in ``attention_kernels.py``); ``"flashmla"`` runs both on the
+FlashMLA-semantics sparse kernel over the latent.
+
 Caches, allocated for the batch at the first call: ``kv_cache [B, S, c + r]`` bf16 holding the
 FP8-simulated latent and the roped ``k_pe`` side by side (FlashMLA's layout, so the sparse kernels read
-it without a copy), ``k_cache [B, S, 128]`` float8_e4m3 and ``k_scale [B, S]`` fp32 for the indexer. Prefill needs ``start_pos == 0`` (as the reference); decode works at any
-position. Kernels come from a provider: ``Library`` (the ahead-of-time library, ``library.py``) or
-``JitKernels`` (compiled in this process, for development and tests).
+it without a copy), ``k_cache [B, S, 128]`` float8_e4m3 and ``k_scale [B, S]`` fp32 for the indexer.
+Prefill needs ``start_pos == 0`` (as the reference); decode works at any position. Kernels come from
+a provider: ``Library`` (the ahead-of-time library, ``library.py``) or ``JitKernels`` (compiled in
+this process, for development and tests).
 """
 from __future__ import annotations
 
@@ -46,10 +49,6 @@ class JitKernels:
             hit = self.kernels[spec.name] = tilec.compile(spec.build(), out_idx=list(spec.out_idx),
                                                           target=self.target)
         return hit
-
-
-def _p(params: dict[str, torch.Tensor], name: str) -> Optional[torch.Tensor]:
-    return params.get(name)
 
 
 class Model:
@@ -99,7 +98,7 @@ class Model:
         return y.view(*x.shape[:-1], n)
 
     def lin(self, prefix: str, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x, self.p[prefix + ".weight"], _p(self.p, prefix + ".scale"))
+        return self.linear(x, self.p[prefix + ".weight"], self.p.get(prefix + ".scale"))
 
     def rms(self, x: torch.Tensor, w: torch.Tensor, residual: Optional[torch.Tensor] = None):
         n = x.size(-1)
@@ -121,7 +120,7 @@ class Model:
     # --- weights prepared once ---------------------------------------------------------------------
     def _absorbed_wkv_b(self, i: int) -> torch.Tensor:
         a = self.args
-        w, s = self.p[f"layers.{i}.attn.wkv_b.weight"], _p(self.p, f"layers.{i}.attn.wkv_b.scale")
+        w, s = self.p[f"layers.{i}.attn.wkv_b.weight"], self.p.get(f"layers.{i}.attn.wkv_b.scale")
         if w.dtype == FP8:
             w = self.k(specs.weight_dequant, *w.shape)(w, s)
         return w.view(a.n_heads, a.qk_nope_head_dim + a.v_head_dim, a.kv_lora_rank)
@@ -189,28 +188,37 @@ class Model:
         cache[:, start_pos:end, c:] = kv.view(bsz, seqlen, c + r)[..., c:]
         top = self.indexer(i, x, qr, start_pos, freqs, prefill)
         if self.attn_mode == "flashmla":
-            o = self._attn_flashmla(i, q, top, bsz, seqlen)
+            o = self._attn_flashmla(i, q, top)
         elif prefill:
             kvb = self.lin(pre + "wkv_b", latent.view(bsz, seqlen, c)).view(bsz, seqlen, h, nope + v)
             o = self.k(specs.mha_prefill, a)(q, kvb, cache, top)
         else:
-            q_abs = self.k(specs.head_gemm, h, a.qk_head_dim, 0, nope, c, nope + v, c, 0, False)(
-                q.view(-1, h, a.qk_head_dim), self.wkv_b[i])
-            o_lat = self.k(specs.mqa_decode, a)(q_abs, q[:, 0, :, nope:].contiguous(), cache, top.view(bsz, -1))
-            o = self.k(specs.head_gemm, h, c, 0, c, v, nope + v, c, nope, True)(o_lat, self.wkv_b[i])
+            o_lat = self.k(specs.mqa_decode, a)(self._absorb_q(i, q), q[:, 0, :, nope:].contiguous(), cache,
+                                                top.view(bsz, -1))
+            o = self._apply_w_uv(i, o_lat)
         return self.lin(pre + "wo", o.view(bsz, seqlen, h * v))
 
-    def _attn_flashmla(self, i: int, q, top, bsz: int, seqlen: int) -> torch.Tensor:
+    def _absorb_q(self, i: int, q: torch.Tensor) -> torch.Tensor:
+        """``q_nope @ W_UK[h]`` per head: q [B, S, H, qk_head_dim] -> [B * S, H, kv_lora_rank]."""
+        a = self.args
+        h, c, nope, v = a.n_heads, a.kv_lora_rank, a.qk_nope_head_dim, a.v_head_dim
+        return self.k(specs.head_gemm, h, a.qk_head_dim, 0, nope, c, nope + v, c, 0, False)(
+            q.view(-1, h, a.qk_head_dim), self.wkv_b[i])
+
+    def _apply_w_uv(self, i: int, o_lat: torch.Tensor) -> torch.Tensor:
+        """``o_lat @ W_UV[h]^T`` per head: [B * S, H, kv_lora_rank] -> [B * S, H, v_head_dim]."""
+        a = self.args
+        h, c, nope, v = a.n_heads, a.kv_lora_rank, a.qk_nope_head_dim, a.v_head_dim
+        return self.k(specs.head_gemm, h, c, 0, c, v, nope + v, c, nope, True)(o_lat.view(-1, h, c), self.wkv_b[i])
+
+    def _attn_flashmla(self, i: int, q: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
         """Absorbed MQA attention on the FlashMLA-semantics sparse kernel (fp32 scores and softmax)."""
         a = self.args
-        h, c, r, nope, v = a.n_heads, a.kv_lora_rank, a.qk_rope_head_dim, a.qk_nope_head_dim, a.v_head_dim
-        wkv_b = self.wkv_b[i]
-        q_abs = self.k(specs.head_gemm, h, a.qk_head_dim, 0, nope, c, nope + v, c, 0, False)(
-            q.view(-1, h, a.qk_head_dim), wkv_b)
-        q_full = torch.cat([q_abs.view(bsz, seqlen, h, c), q[..., nope:]], dim=-1)
-        o_lat, _ = self.k(specs.sparse_mla, h, c + r, c, a.softmax_scale)(
-            q_full, self.kv_cache[i], top)
-        return self.k(specs.head_gemm, h, c, 0, c, v, nope + v, c, nope, True)(o_lat.view(-1, h, c), wkv_b)
+        bsz, seqlen, h, _ = q.shape
+        c, r, nope = a.kv_lora_rank, a.qk_rope_head_dim, a.qk_nope_head_dim
+        q_full = torch.cat([self._absorb_q(i, q).view(bsz, seqlen, h, c), q[..., nope:]], dim=-1)
+        o_lat, _ = self.k(specs.sparse_mla, h, c + r, c, a.softmax_scale)(q_full, self.kv_cache[i], top)
+        return self._apply_w_uv(i, o_lat)
 
     def mlp(self, pre: str, x: torch.Tensor) -> torch.Tensor:
         """SwiGLU: w2(bf16(silu(w1 x) * w3 x))."""

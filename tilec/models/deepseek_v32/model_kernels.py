@@ -13,7 +13,9 @@ writes as one-line torch expressions; in ``model.py`` every one of them runs com
 - ``cast_kernel``: a dtype conversion (the bf16 -> fp32 widening before the fp32 head and gate).
 
 Every factory takes the token count as a symbolic dimension ``M`` so one build serves prefill and
-decode. The specifications that name these factories live in ``library.py``.
+decode. The MoE wrappers at the end build ``kernels/moe.py``'s kernels for a token bucket. The sparse
+attention at the reference's rounding points (and why it is not ``kernels/sparse_mla.py``) is in
+``attention_kernels.py``; the specifications that name all of these factories live in ``specs.py``.
 """
 from __future__ import annotations
 
@@ -123,132 +125,6 @@ def cast_kernel(N: int, src: str = BF16, dst: str = F32, block_M: int = 16, bloc
     return main
 
 
-@T.macro
-def _softmax_rows(s, sb, valid, p, mx, sm, H, K):
-    """Row softmax of ``s[H, K]`` over ``valid`` entries in fp32, probabilities rounded into ``p``."""
-    for h, j in T.Parallel(H, K):
-        s[h, j] = T.if_then_else(valid[j] > 0, s[h, j], -T.infinity(F32))
-    T.reduce_max(s, mx, dim=1)
-    for h, j in T.Parallel(H, K):
-        s[h, j] = T.if_then_else(valid[j] > 0, T.exp(s[h, j] - mx[h]), 0.0)
-    T.reduce_sum(s, sm, dim=1)
-    for h, j in T.Parallel(H, K):
-        p[h, j] = T.if_then_else(sm[h] > 0, s[h, j] / sm[h], 0.0)
-
-
-def mha_sparse_prefill_kernel(H: int, D: int, DV: int, R: int, K: int, scale: float):
-    """Factory: the reference's prefill attention (MHA mode) at its rounding points, sparse.
-
-    ``main(Q[B, S, H, D + R], KV[B, S, H, D + DV], PE[B, SKV, R + X], Idx[B, S, K] int32, O[B, S, H, DV])``
-    with ``D`` = qk_nope, ``R`` = rope dims: the key of head h at t is ``[KV[t, h, :D] | PE[t, X:]]``
-    (``PE`` is the combined latent cache, ``X = PE.shape[-1] - R``), the value ``KV[t, h, D:]``. Query s
-    attends to ``{Idx[s, j] : 0 <= Idx <= s}``. ``score = bf16(bf16(q.k) * scale)``, softmax in fp32
-    rounded to bf16, ``O = bf16(sum p v)``: the reference's bf16 einsum / softmax / einsum.
-    """
-    B, S, SKV, PW = T.dynamic("B"), T.dynamic("S"), T.dynamic("SKV"), T.dynamic("PW")
-    QK = D + R
-
-    @T.prim_func
-    def main(Q: T.Tensor((B, S, H, QK), BF16), KV: T.Tensor((B, S, H, D + DV), BF16),
-             PE: T.Tensor((B, SKV, PW), BF16), Idx: T.Tensor((B, S, K), "int32"),
-             O: T.Tensor((B, S, H, DV), BF16)):
-        with T.Kernel(S, B, threads=128) as (s, b):
-            q = T.alloc_fragment((H, QK), F32)
-            idx = T.alloc_fragment((K,), "int32")
-            valid = T.alloc_fragment((K,), "int32")
-            sc = T.alloc_fragment((H, K), F32)
-            sb = T.alloc_fragment((H, K), BF16)
-            p = T.alloc_fragment((H, K), BF16)
-            mx = T.alloc_fragment((H,), F32)
-            sm = T.alloc_fragment((H,), F32)
-            acc = T.alloc_fragment((H, DV), F32)
-            o = T.alloc_fragment((H, DV), BF16)
-            T.copy(Q[b, s, 0:H, 0:QK], q)
-            for j in T.Parallel(K):
-                idx[j] = T.max(T.min(Idx[b, s, j], s), 0)
-                valid[j] = T.if_then_else(Idx[b, s, j] >= 0 and Idx[b, s, j] <= s, 1, 0)
-            T.clear(sc)
-            for d in T.serial(D):
-                for h, j in T.Parallel(H, K):
-                    sc[h, j] += q[h, d] * KV[b, idx[j], h, d]
-            for d in T.serial(R):
-                for h, j in T.Parallel(H, K):
-                    sc[h, j] += q[h, D + d] * PE[b, idx[j], PW - R + d]
-            T.copy(sc, sb)
-            for h, j in T.Parallel(H, K):
-                sc[h, j] = T.cast(sb[h, j], F32) * scale   # an fp32 scale (a bare constant would take bf16)
-            T.copy(sc, sb)
-            T.copy(sb, sc)
-            _softmax_rows(sc, sb, valid, p, mx, sm, H, K)
-            T.clear(acc)
-            for j in T.serial(K):
-                for h, e in T.Parallel(H, DV):
-                    acc[h, e] += p[h, j] * KV[b, idx[j], h, D + e]
-            T.copy(acc, o)
-            T.copy(o, O[b, s, 0:H, 0:DV])
-
-    return main
-
-
-def mqa_sparse_decode_kernel(H: int, C: int, R: int, K: int, scale: float):
-    """Factory: the reference's absorbed decode attention at its rounding points, sparse.
-
-    ``main(QA[B, H, C], QP[B, H, R], KV[B, SKV, C + R], Idx[B, K] int32, E[B] int32, O[B, H, C])``:
-    ``score = bf16(bf16(bf16(qa.c) + bf16(qp.pe)) * scale)`` over ``{Idx[j] : 0 <= Idx < E}``, softmax in
-    fp32 rounded to bf16, ``O = bf16(sum p c)`` (``reference.MLA._decode``).
-    """
-    B, SKV = T.dynamic("B"), T.dynamic("SKV")
-
-    @T.prim_func
-    def main(QA: T.Tensor((B, H, C), BF16), QP: T.Tensor((B, H, R), BF16), KV: T.Tensor((B, SKV, C + R), BF16),
-             Idx: T.Tensor((B, K), "int32"), O: T.Tensor((B, H, C), BF16)):
-        with T.Kernel(B, threads=128) as b:
-            qa = T.alloc_fragment((H, C), F32)
-            qp = T.alloc_fragment((H, R), F32)
-            idx = T.alloc_fragment((K,), "int32")
-            valid = T.alloc_fragment((K,), "int32")
-            s1 = T.alloc_fragment((H, K), F32)
-            s2 = T.alloc_fragment((H, K), F32)
-            sb = T.alloc_fragment((H, K), BF16)
-            sb2 = T.alloc_fragment((H, K), BF16)
-            p = T.alloc_fragment((H, K), BF16)
-            mx = T.alloc_fragment((H,), F32)
-            sm = T.alloc_fragment((H,), F32)
-            acc = T.alloc_fragment((H, C), F32)
-            o = T.alloc_fragment((H, C), BF16)
-            T.copy(QA[b, 0:H, 0:C], qa)
-            T.copy(QP[b, 0:H, 0:R], qp)
-            for j in T.Parallel(K):
-                idx[j] = T.max(T.min(Idx[b, j], SKV - 1), 0)
-                valid[j] = T.if_then_else(Idx[b, j] >= 0 and Idx[b, j] < SKV, 1, 0)
-            T.clear(s1)
-            T.clear(s2)
-            for d in T.serial(C):
-                for h, j in T.Parallel(H, K):
-                    s1[h, j] += qa[h, d] * KV[b, idx[j], d]
-            for d in T.serial(R):
-                for h, j in T.Parallel(H, K):
-                    s2[h, j] += qp[h, d] * KV[b, idx[j], C + d]
-            T.copy(s1, sb)
-            T.copy(s2, sb2)
-            for h, j in T.Parallel(H, K):
-                s1[h, j] = sb[h, j] + sb2[h, j]
-            T.copy(s1, sb)
-            for h, j in T.Parallel(H, K):
-                s1[h, j] = T.cast(sb[h, j], F32) * scale   # an fp32 scale (a bare constant would take bf16)
-            T.copy(s1, sb)
-            T.copy(sb, s1)
-            _softmax_rows(s1, sb, valid, p, mx, sm, H, K)
-            T.clear(acc)
-            for j in T.serial(K):
-                for h, e in T.Parallel(H, C):
-                    acc[h, e] += p[h, j] * KV[b, idx[j], e]
-            T.copy(acc, o)
-            T.copy(o, O[b, 0:H, 0:C])
-
-    return main
-
-
 # --- the MoE kernels of kernels/moe.py at a token bucket -----------------------------------------
 # The padded expert layout (tiles of block_M rows, NT tiles) is compile-time in moe.py; the model
 # builds it for a bucket of tokens (decode: max_batch_size, prefill: max_batch_size * max_seq_len).
@@ -257,7 +133,7 @@ def mqa_sparse_decode_kernel(H: int, C: int, R: int, K: int, scale: float):
 
 def _moe_layout(bucket: int, K: int, E: int) -> tuple[int, int]:
     from .kernels import moe
-    bm = moe.pick_block_M(bucket, K, E) if hasattr(moe, "pick_block_M") else 64
+    bm = moe.pick_block_M(bucket, K, E)
     return bm, moe.max_tiles(bucket, K, E, bm)
 
 

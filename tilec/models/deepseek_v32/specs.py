@@ -22,6 +22,7 @@ _K = "tilec.models.deepseek_v32.kernels."
 QUANT, NORMS, ROPE, HADAMARD = _K + "quant", _K + "norms", _K + "rope", _K + "hadamard"
 INDEXER, TOPK, SPARSE, MOE = _K + "indexer", _K + "topk", _K + "sparse_mla", _K + "moe"
 GLUE = "tilec.models.deepseek_v32.model_kernels"
+ATTENTION = "tilec.models.deepseek_v32.attention_kernels"
 BF16, F32, FP8 = "bfloat16", "float32", "float8_e4m3"
 
 
@@ -138,20 +139,22 @@ def moe_permute(a: ModelArgs, bucket: int) -> KernelSpec:
                  "moe_permute_bucket_kernel", (bucket, a.n_activated_experts, a.n_routed_experts), (1, 2, 3, 4))
 
 
-def moe_up(a: ModelArgs, bucket: int, target: str = "cpu") -> KernelSpec:
+def _moe_experts(a: ModelArgs, bucket: int, target: str, which: str, out_idx: int) -> KernelSpec:
+    """The grouped expert GEMM ``which`` ("up": w1/w3 + SiLU-GLU, "down": w2) at a token bucket; FP8
+    weights multiply in bf16 on ascend (see ``_mma``), natively elsewhere."""
     fp8 = a.dtype == "fp8"
     mma = BF16 if (fp8 and target == "ascend") else None
-    return _spec(f"moe_up_t{bucket}_d{a.dim}_i{a.moe_inter_dim}_{'fp8' if fp8 else 'bf16'}_{mma or 'native'}",
-                 GLUE, "moe_up_bucket_kernel", (bucket, a.dim, a.moe_inter_dim, a.n_routed_experts,
-                                                a.n_activated_experts, fp8, mma), (8 if fp8 else 5,))
+    return _spec(f"moe_{which}_t{bucket}_d{a.dim}_i{a.moe_inter_dim}_{'fp8' if fp8 else 'bf16'}_{mma or 'native'}",
+                 GLUE, f"moe_{which}_bucket_kernel", (bucket, a.dim, a.moe_inter_dim, a.n_routed_experts,
+                                                     a.n_activated_experts, fp8, mma), (out_idx,))
+
+
+def moe_up(a: ModelArgs, bucket: int, target: str = "cpu") -> KernelSpec:
+    return _moe_experts(a, bucket, target, "up", 8 if a.dtype == "fp8" else 5)
 
 
 def moe_down(a: ModelArgs, bucket: int, target: str = "cpu") -> KernelSpec:
-    fp8 = a.dtype == "fp8"
-    mma = BF16 if (fp8 and target == "ascend") else None
-    return _spec(f"moe_down_t{bucket}_d{a.dim}_i{a.moe_inter_dim}_{'fp8' if fp8 else 'bf16'}_{mma or 'native'}",
-                 GLUE, "moe_down_bucket_kernel", (bucket, a.dim, a.moe_inter_dim, a.n_routed_experts,
-                                                  a.n_activated_experts, fp8, mma), (5 if fp8 else 3,))
+    return _moe_experts(a, bucket, target, "down", 5 if a.dtype == "fp8" else 3)
 
 
 def moe_combine(a: ModelArgs, bucket: int) -> KernelSpec:
@@ -171,13 +174,13 @@ def head_gemm(h: int, xk: int, x_off: int, k: int, n: int, wr: int, wc: int, w_o
 
 def mha_prefill(a: ModelArgs) -> KernelSpec:
     return _spec(f"mha_sparse_prefill_h{a.n_heads}_d{a.qk_nope_head_dim}_v{a.v_head_dim}_r{a.qk_rope_head_dim}"
-                 f"_k{a.index_topk}", GLUE, "mha_sparse_prefill_kernel",
+                 f"_k{a.index_topk}", ATTENTION, "mha_sparse_prefill_kernel",
                  (a.n_heads, a.qk_nope_head_dim, a.v_head_dim, a.qk_rope_head_dim, a.index_topk,
                   float(a.softmax_scale)), (4,))
 
 
 def mqa_decode(a: ModelArgs) -> KernelSpec:
-    return _spec(f"mqa_sparse_decode_h{a.n_heads}_c{a.kv_lora_rank}_r{a.qk_rope_head_dim}_k{a.index_topk}", GLUE,
+    return _spec(f"mqa_sparse_decode_h{a.n_heads}_c{a.kv_lora_rank}_r{a.qk_rope_head_dim}_k{a.index_topk}", ATTENTION,
                  "mqa_sparse_decode_kernel", (a.n_heads, a.kv_lora_rank, a.qk_rope_head_dim, a.index_topk,
                                               float(a.softmax_scale)), (4,))
 
