@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 
 from ..errors import InternalError, TilecError
 from ..ir import dtypes
-from ..ir.nodes import Buffer, Const, Expr, Fill, Func, Launch, Let, Loc, Stmt, Store, Var
+from ..ir.nodes import BinOp, Buffer, Const, Expr, Fill, Func, Launch, Let, Loc, Stmt, Store, UnaryOp, Var
 from ..language.surface import DTypeName, Macro, TensorSpec
 from . import exprs, regions
 from .evaluator import ExprEvaluator
@@ -247,19 +247,20 @@ class Builder(ExprEvaluator, StmtVisitor):
         specs = []
         for arg in a.posonlyargs + a.args + a.kwonlyargs:
             specs.append((arg, self._param_spec(fn, arg)))
-        for arg, spec in specs:  # symbolic dimensions first: parameters must not take their names
-            for d in spec.shape:
-                if isinstance(d, Var):
-                    self.state.dims.setdefault(d.name, d)
-                    self.state.names.add(d.name)
+        shapes = [self._param_shape(arg, spec) for arg, spec in specs]
+        for shape in shapes:  # symbolic dimensions first: parameters must not take their names
+            for d in shape:
+                for name in exprs.var_names(d):
+                    self.state.dims.setdefault(name, Var(name, dtypes.INDEX))
+                    self.state.names.add(name)
+        _check_bindable(specs, shapes, lambda arg: self.loc(arg))
         out = []
-        for arg, spec in specs:
+        for (arg, spec), shape in zip(specs, shapes):
             loc = self.loc(arg)
             if arg.arg in self.state.names:
                 raise TilecError(f"parameter '{arg.arg}' has the name of a symbolic dimension", loc)
             self.state.names.add(arg.arg)
-            buf = Buffer(arg.arg, self._param_shape(spec, loc), exprs.canonical_dtype(spec.dtype, loc),
-                         "global", loc)
+            buf = Buffer(arg.arg, shape, exprs.canonical_dtype(spec.dtype, loc), "global", loc)
             self.frame.scopes[0].names[arg.arg] = buf
             out.append(buf)
         return tuple(out)
@@ -285,18 +286,59 @@ class Builder(ExprEvaluator, StmtVisitor):
             raise TilecError(f"kernel parameter '{arg.arg}' must be a T.Tensor (global memory)", loc)
         return spec
 
-    def _param_shape(self, spec: TensorSpec, loc: Loc) -> tuple[Expr, ...]:
+    def _param_shape(self, arg: ast.arg, spec: TensorSpec) -> tuple[Expr, ...]:
+        loc = self.loc(arg)
         shape = []
-        for d in spec.shape:
+        for axis, d in enumerate(spec.shape):
             d = exprs.normalize_py(d)
-            if isinstance(d, Var):
-                shape.append(Var(d.name, d.type, loc))
-            elif isinstance(d, int) and not isinstance(d, bool) and d > 0:
+            if isinstance(d, int) and not isinstance(d, bool) and d > 0:
                 shape.append(exprs.const(d, dtypes.INDEX, loc))
+            elif isinstance(d, Expr) and _shape_expr_ok(d):
+                shape.append(exprs.relocate(d, loc))
             else:
-                raise TilecError(f"parameter shape entries must be positive ints or T.dynamic symbols, "
-                                 f"got {exprs.describe(d)}", loc)
+                raise TilecError(f"parameter '{arg.arg}': shape entries must be positive ints or T.dynamic "
+                                 f"symbols, or integer arithmetic on them (+ - * // % min max); entry {axis} "
+                                 f"is {_shape_entry_text(d)}", loc)
         return tuple(shape)
+
+
+def _shape_entry_text(d: Any) -> str:
+    if isinstance(d, Expr):
+        from ..ir.printer import print_expr
+        return f"({print_expr(d)})"
+    return exprs.describe(d)
+
+
+_SHAPE_OPS = ("+", "-", "*", "//", "%", "min", "max")
+
+
+def _shape_expr_ok(e: Expr) -> bool:
+    """Integer arithmetic on symbols and constants: what the runtime evaluates from bound dims."""
+    if isinstance(e, Var):
+        return e.type == dtypes.INDEX
+    if isinstance(e, Const):
+        return dtypes.is_int(e.dtype) and not isinstance(e.value, bool)
+    if isinstance(e, BinOp):
+        return e.op in _SHAPE_OPS and _shape_expr_ok(e.a) and _shape_expr_ok(e.b)
+    if isinstance(e, UnaryOp):
+        return e.op == "-" and _shape_expr_ok(e.a)
+    return False
+
+
+def _check_bindable(specs: list, shapes: list, loc_of: Callable[[ast.arg], Loc]) -> None:
+    """Every symbol must be a whole dimension of some parameter, so that a call binds it from an
+    argument's shape; ``M * 4`` elsewhere is then checked against the bound ``M``."""
+    bare = {d.name for shape in shapes for d in shape if isinstance(d, Var)}
+    for (arg, _), shape in zip(specs, shapes):
+        for axis, d in enumerate(shape):
+            missing = [n for n in exprs.var_names(d) if n not in bare]
+            if missing:
+                from ..ir.printer import print_expr
+                raise TilecError(f"parameter '{arg.arg}': dimension {axis} ({print_expr(d)}) uses the "
+                                 f"symbolic dimension '{missing[0]}', which is no parameter's whole "
+                                 f"dimension, so no argument's shape can bind it; give some parameter "
+                                 f"the dimension {missing[0]} itself (or make ({print_expr(d)}) its own "
+                                 f"T.dynamic symbol)", loc_of(arg))
 
 
 def build(fn: Callable[..., Any], outer: Optional[dict[str, Any]] = None) -> Func:

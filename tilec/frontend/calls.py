@@ -74,10 +74,11 @@ def call_outside_kernel(name: str, args: tuple, kwargs: dict, loc: Optional[Loc]
     """``T.<name>(...)`` run as plain Python (in a kernel factory): pure builtins only.
 
     A constant result comes back as a Python number, so factories can compute with it
-    (``-T.infinity(dtype)``); inside a kernel it is then a literal like any other.
+    (``-T.infinity(dtype)``); inside a kernel it is then a literal like any other. A symbolic result
+    (``T.ceildiv(M, 64)`` with ``M = T.dynamic("M")``) comes back as a ``SymInt``.
     """
-    result = dispatch(None, name, args, kwargs, loc)
-    return result.value if isinstance(result, Const) else result
+    from ..language.symbolic import wrap
+    return wrap(dispatch(None, name, args, kwargs, loc))
 
 
 # --- launch and loops --------------------------------------------------------------------------------

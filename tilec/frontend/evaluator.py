@@ -1,7 +1,8 @@
 """Evaluating kernel expressions: Python AST expression -> frontend value.
 
 A frontend value is a Python object (a compile-time constant: number, string, tuple, dtype, ``T.*``
-builtin, ...), an IR ``Expr``, a ``Buffer``, or an ``Access`` (a buffer subscript). Operations on
+builtin, ...), an IR ``Expr``, a ``Buffer``, or an ``Access`` (a buffer subscript). A factory's symbolic
+size (``SymInt``) becomes its expression as it enters (``eval``). Operations on
 Python values run as Python; as soon as an IR value takes part, IR is built (``exprs``). Calls of
 ``T.*`` builtins go to their handlers (``calls``); calls of ``@T.macro`` helpers are inlined by the
 statement builder. This is a mixin of ``builder.Builder``.
@@ -10,11 +11,13 @@ from __future__ import annotations
 
 import ast
 import builtins
+import dataclasses
 from typing import Any, Optional
 
 from ..errors import TilecError
-from ..ir.nodes import Buffer, Const, Expr, Loc, Var
+from ..ir.nodes import Buffer, Const, Expr, Load, Loc, Var
 from ..language.surface import Builtin, DTypeName, Macro
+from ..language.symbolic import SymInt
 from . import calls, exprs
 from .regions import Access, SliceItem, make_index
 
@@ -53,7 +56,10 @@ class ExprEvaluator:
             kind = type(node).__name__
             what = _UNSUPPORTED.get(kind, f"this kind of expression ({kind})")
             raise TilecError(f"{what} not supported in kernels", self.loc(node))
-        return method(node)
+        value = method(node)
+        if isinstance(value, SymInt):  # a factory's symbolic size (a name, attribute, helper's result)
+            value = self._symbolic(value.expr, node)
+        return value
 
     def eval_expr(self, node: ast.expr, dtype: Optional[str] = None) -> Expr:
         return exprs.as_expr(self.eval(node), self.loc(node), dtype)
@@ -70,13 +76,26 @@ class ExprEvaluator:
         value = self.frame.py.lookup(node.id)  # type: ignore[attr-defined]
         if not self.frame.py.has(value):  # type: ignore[attr-defined]
             self.unknown_name(node)  # type: ignore[attr-defined]
-        if isinstance(value, Var) and value.name not in self.state.dims \
-                and not self.reading_params:  # type: ignore[attr-defined]
-            raise TilecError(f"symbolic dimension '{value.name}' is not part of any parameter's shape",
-                             self.loc(node))
-        if isinstance(value, Expr):  # built in Python (T.dynamic, T.ceildiv(n, 8)): give it a location
-            value = exprs.relocate(value, self.loc(node))
+        if isinstance(value, Expr):  # built in Python (T.ceildiv(n, 8) on a bare Var)
+            value = self._symbolic(value, node)
         return value
+
+    def _as_sym(self, v: Any) -> Any:
+        # While the parameter annotations are read, every name is a symbolic dimension (or an error).
+        dims = None if self.reading_params else self.state.dims  # type: ignore[attr-defined]
+        if isinstance(v, Expr) and not isinstance(v, Const) and _symbolic_only(v, dims):
+            return SymInt(v)
+        return v
+
+    def _symbolic(self, e: Expr, node: ast.expr) -> Expr:
+        """An expression built outside the kernel: its names must be the kernel's symbolic dimensions;
+        its nodes get the location of this use."""
+        if not self.reading_params:  # type: ignore[attr-defined]
+            for name in exprs.var_names(e):
+                if name not in self.state.dims:  # type: ignore[attr-defined]
+                    raise TilecError(f"symbolic dimension '{name}' is not part of any parameter's shape",
+                                     self.loc(node))
+        return exprs.relocate(e, self.loc(node))
 
     def eval_Attribute(self, node: ast.Attribute) -> Any:
         base = self.eval(node.value)
@@ -294,11 +313,31 @@ class ExprEvaluator:
             return exprs.cast({float: "float32", int: "int32", bool: "bool"}[fn], args[0], loc)
         if not callable(fn):
             raise TilecError(f"{exprs.describe(fn)} is not callable", loc)
+        # A size built from symbolic dimensions goes to a Python helper as the factory's SymInt.
+        args = [self._as_sym(v) for v in args]
+        kwargs = {k: self._as_sym(v) for k, v in kwargs.items()}
+        values = list(args) + list(kwargs.values())
         if any(isinstance(v, (Expr, Access)) for v in values):  # buffers may go to Python helpers
             name = getattr(fn, "__name__", type(fn).__name__)
             raise TilecError(f"cannot call the Python function '{name}' with kernel values; make it a "
                              "@T.macro to inline it", loc)
         return calls_python(lambda: fn(*args, **kwargs), loc)
+
+
+def _symbolic_only(e: Expr, dims: Optional[dict]) -> bool:
+    """Whether ``e`` is built from constants and symbolic dimensions alone (no loads, no loop vars);
+    ``dims`` None: any name counts as a symbolic dimension."""
+    if isinstance(e, Var):
+        return dims is None or e.name in dims
+    if isinstance(e, Const):
+        return True
+    if isinstance(e, Load):
+        return False
+    children = []
+    for f in dataclasses.fields(e):
+        v = getattr(e, f.name)
+        children += [x for x in (v if isinstance(v, tuple) else (v,)) if isinstance(x, Expr)]
+    return bool(children) and all(_symbolic_only(c, dims) for c in children)
 
 
 def calls_python(thunk: Any, loc: Loc) -> Any:

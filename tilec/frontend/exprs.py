@@ -1,6 +1,7 @@
 """Building typed IR expressions from frontend values: literal promotion, casts and constant folding.
 
-The frontend's values are Python numbers (compile-time constants) or ``nodes.Expr``. A binary
+The frontend's values are Python numbers (compile-time constants) or ``nodes.Expr`` (a factory's
+``SymInt`` is unwrapped to its expression by ``normalize_py``, which every entry point calls). A binary
 operation on two Python numbers is computed by Python; otherwise a Python literal takes the other
 operand's dtype (a float literal next to an integer makes both float32), two typed operands promote
 with ``dtypes.promote`` and the narrower is ``Cast``. Integer constants fold, and ``x + 0``-style
@@ -17,13 +18,16 @@ import numpy as np
 
 from ..errors import TilecError
 from ..ir import dtypes
-from ..ir.nodes import BinOp, Buffer, Cast, Const, Expr, Load, Loc, UnaryOp
+from ..ir.nodes import BinOp, Buffer, Cast, Const, Expr, Load, Loc, UnaryOp, Var
+from ..language.symbolic import SymInt
 
 PyNum = (bool, int, float)
 
 
 def normalize_py(v: Any) -> Any:
-    """numpy scalars behave as the Python numbers they hold."""
+    """numpy scalars behave as the Python numbers they hold; a factory's ``SymInt`` is its expression."""
+    if isinstance(v, SymInt):
+        return v.expr
     if isinstance(v, np.bool_):
         return bool(v)
     if isinstance(v, np.integer):
@@ -76,6 +80,24 @@ def relocate(e: Expr, loc: Optional[Loc]) -> Expr:
     if getattr(e, "loc", 0) is None:
         changes["loc"] = loc
     return dataclasses.replace(e, **changes) if changes else e
+
+
+def var_names(e: Expr) -> list[str]:
+    """The names of the ``Var`` nodes in ``e``, in order of first appearance."""
+    out: list[str] = []
+
+    def visit(x: Any) -> None:
+        if isinstance(x, Var):
+            if x.name not in out:
+                out.append(x.name)
+            return
+        for f in dataclasses.fields(x):
+            v = getattr(x, f.name)
+            for item in (v if isinstance(v, tuple) else (v,)):
+                if isinstance(item, Expr):
+                    visit(item)
+    visit(e)
+    return out
 
 
 def scalar_load(buf: Buffer, loc: Optional[Loc]) -> Load:

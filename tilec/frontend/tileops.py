@@ -31,7 +31,13 @@ def _shape(shape: Any, loc: Optional[Loc]) -> tuple[Expr, ...]:
         e = exprs.as_expr(d, loc, dtypes.INDEX)
         if not dtypes.is_int(e.dtype):
             raise TilecError(f"shape entries must be integers, got {exprs.describe(d)}", loc)
-        if isinstance(e, Const) and e.value <= 0:
+        if not isinstance(e, Const):
+            # Tiles live in registers / shared memory / a stack frame sized when the kernel is built.
+            from ..ir.printer import print_expr
+            raise TilecError(f"allocation shapes must be compile-time constants, got ({print_expr(e)}); "
+                             "allocate the largest tile (a factory constant) and guard or clamp its use "
+                             "by the symbolic size", loc)
+        if e.value <= 0:
             raise TilecError(f"shape entries must be positive, got {e.value}", loc)
         out.append(exprs.cast(dtypes.INDEX, e, loc))
     return tuple(out)

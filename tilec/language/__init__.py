@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
+from ..errors import TilecError as _TilecError
 from ..ir import dtypes as _dtypes
 from ..ir import nodes as _nodes
 from .surface import (Builtin, DTypeName, GemmWarpPolicy, Layout, LayoutMarker, Macro,  # noqa: F401
                       TensorSpec, TensorType)
+from .symbolic import SymInt  # noqa: F401
 
 # --- kernels -----------------------------------------------------------------------------------------
 
@@ -41,9 +43,16 @@ def macro(fn: Optional[Callable[..., Any]] = None, **options: Any) -> Any:
     return Macro(fn)
 
 
-def dynamic(name: str, dtype: str = "int32") -> _nodes.Var:
-    """A symbolic dimension, bound from the argument shapes when the kernel is called."""
-    return _nodes.Var(name, _dtypes.INDEX)
+def dynamic(name: str, dtype: str = "int32") -> SymInt:
+    """A symbolic dimension, bound from the argument shapes when the kernel is called.
+
+    Factories compute with it in Python (``M * 4``, ``T.ceildiv(M, 64)``); see ``symbolic``. Symbolic
+    dimensions are int32 (the index type) whatever ``dtype`` says.
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        from .surface import caller_loc
+        raise _TilecError(f"T.dynamic: the name must be an identifier, got {name!r}", caller_loc())
+    return SymInt(_nodes.Var(name, _dtypes.INDEX))
 
 
 symbolic = dynamic
@@ -96,5 +105,5 @@ for _name in _BUILTINS:
     globals()[_name] = Builtin(_name)
 del _name
 
-__all__ = ["prim_func", "macro", "dynamic", "symbolic", "var", "Tensor", "Buffer", "SharedBuffer",
+__all__ = ["prim_func", "macro", "dynamic", "symbolic", "var", "SymInt", "Tensor", "Buffer", "SharedBuffer",
            "FragmentBuffer", "LocalBuffer", "GemmWarpPolicy", "Layout", "Fragment", *_BUILTINS]

@@ -3,8 +3,8 @@
 Kernels are never executed as Python: the frontend reads their source and, when an expression names
 one of these objects, dispatches on it (``Builtin.name`` selects a handler in
 ``tilec.frontend.calls``). Outside a kernel the pure builtins (``T.ceildiv``, ``T.max``, ...) still work
-on Python numbers, so kernel factories can use them to compute sizes; the others raise a
-``TilecError`` at the caller's line.
+on Python numbers and on symbolic sizes (``symbolic.SymInt``), so kernel factories can use them to
+compute sizes; the others raise a ``TilecError`` at the caller's line.
 """
 from __future__ import annotations
 
@@ -22,7 +22,14 @@ def caller_loc(depth: int = 2) -> Optional[nodes.Loc]:
         frame = sys._getframe(depth)
     except ValueError:  # pragma: no cover - a shallow stack
         return None
-    return nodes.Loc(frame.f_code.co_filename, frame.f_lineno, 1)
+    line, col = frame.f_lineno, 1
+    try:  # the column of the instruction being run (Python 3.11+): the caret lands on the expression
+        pos = list(frame.f_code.co_positions())[frame.f_lasti // 2]
+        if pos[0] == line and pos[2] is not None:
+            col = pos[2] + 1
+    except (AttributeError, IndexError):  # pragma: no cover - older Pythons
+        pass
+    return nodes.Loc(frame.f_code.co_filename, line, col)
 
 
 class Builtin:
@@ -47,7 +54,9 @@ class DTypeName(str):
 
     def __call__(self, value: Any = 0) -> Any:
         from ..frontend import exprs
-        return exprs.cast(str(self), value, caller_loc())
+        from .symbolic import SymInt
+        result = exprs.cast(str(self), value, caller_loc())
+        return SymInt(result) if isinstance(value, SymInt) and not isinstance(result, nodes.Const) else result
 
 
 @dataclass(frozen=True)

@@ -110,7 +110,10 @@ def bind_dims(params: Sequence[nodes.Buffer], shapes: dict[int, tuple[int, ...]]
               given: Optional[dict[str, int]] = None) -> dict[str, int]:
     """Bind symbolic dims from the actual ``shapes`` of parameters (by index) and check every dim.
 
-    Plain symbols bind first, from the first parameter that has them; expressions are then checked.
+    A dimension that is a bare symbol binds it, from the first parameter that has it; dimensions that
+    are expressions (``M * 4``, ``(M + 63) // 64 * 64``) are then evaluated with the bound symbols and
+    checked. An expression whose symbol no given shape binds is an error naming the parameter (the
+    runtime does not solve ``M * 4 == 12`` for ``M``).
     """
     dims: dict[str, int] = dict(given or {})
     where: dict[str, str] = {k: "given" for k in dims}
@@ -128,37 +131,49 @@ def bind_dims(params: Sequence[nodes.Buffer], shapes: dict[int, tuple[int, ...]]
         for axis, (expr, actual) in enumerate(zip(p.shape, shape)):
             want = eval_index(expr, dims)
             if want is None:
-                continue  # a symbol only an expression uses: nothing binds it
+                missing = [s for s in expr_symbols(expr) if s not in dims]
+                raise TilecError(f"parameter '{p.name}': dimension {axis} is {shape_text([expr])[1:-1]}, "
+                                 f"but symbol {', '.join(missing)} is a whole dimension of no input, so "
+                                 f"no argument's shape binds it")
             if want != actual:
-                detail = _mismatch_detail(expr, want, where)
+                detail = _mismatch_detail(expr, want, dims, where)
                 raise TilecError(f"parameter '{p.name}': expected shape {shape_text(p.shape)}, got "
                                  f"{list(shape)}: dimension {axis} should be {want}{detail}")
     return dims
 
 
-def _mismatch_detail(expr: nodes.Expr, want: int, where: dict[str, str]) -> str:
+def _mismatch_detail(expr: nodes.Expr, want: int, dims: dict[str, int], where: dict[str, str]) -> str:
     if isinstance(expr, nodes.Var) and expr.name in where:
         return f" ({expr.name} = {want}, bound by {where[expr.name]})"
-    return ""
+    names = [s for s in expr_symbols(expr) if s in where]
+    if not names:
+        return ""
+    bound = "; ".join(f"{s} = {dims[s]}, bound by {where[s]}" for s in names)
+    return f" ({shape_text([expr])[1:-1]} with {bound})"
+
+
+def expr_symbols(expr: nodes.Expr, out: Optional[list[str]] = None) -> list[str]:
+    """Names of the symbols in one shape expression, in order of first appearance (added to ``out``)."""
+    out = [] if out is None else out
+    if isinstance(expr, nodes.Var):
+        if expr.name not in out:
+            out.append(expr.name)
+    elif isinstance(expr, nodes.BinOp):
+        expr_symbols(expr.a, out)
+        expr_symbols(expr.b, out)
+    elif isinstance(expr, nodes.UnaryOp):
+        expr_symbols(expr.a, out)
+    elif isinstance(expr, nodes.Cast):
+        expr_symbols(expr.value, out)
+    return out
 
 
 def symbols_of(params: Sequence[nodes.Buffer]) -> list[str]:
     """Names of the symbolic dimensions of a signature, in order of first appearance."""
     out: list[str] = []
-
-    def visit(e: nodes.Expr) -> None:
-        if isinstance(e, nodes.Var):
-            if e.name not in out:
-                out.append(e.name)
-        elif isinstance(e, nodes.BinOp):
-            visit(e.a)
-            visit(e.b)
-        elif isinstance(e, (nodes.UnaryOp, nodes.Cast)):
-            visit(e.a if isinstance(e, nodes.UnaryOp) else e.value)
-
     for p in params:
         for e in p.shape:
-            visit(e)
+            expr_symbols(e, out)
     return out
 
 

@@ -34,7 +34,7 @@ BLOCK_N = 64     # output columns per grouped-GEMM block (divides the 128-wide F
 def max_tiles(n_tokens: int, K: int, E: int, block_M: int) -> int:
     """Upper bound on the tiles of the padded layout: sum_e ceil(c_e / bm) <= ceil(T K / bm) + #(c_e > 0),
     and at most min(E, T K) experts receive a row."""
-    return -(-n_tokens * K // block_M) + min(E, n_tokens * K)
+    return -(-n_tokens * K // block_M) + T.min(E, n_tokens * K)   # T.min: n_tokens may be symbolic
 
 
 def pick_block_M(n_tokens: int, K: int, E: int) -> int:
