@@ -8,11 +8,11 @@ safe). Used by the target (shared libraries loaded with ctypes) and by the heade
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
-import tempfile
 from functools import lru_cache
 from pathlib import Path
+
+from tilec.runtime import cache as runtime_cache
 
 INCLUDE_DIR = Path(__file__).resolve().parent / "include"
 BASE_FLAGS = ("-O2", "-std=c++17", "-pthread", "-fPIC")
@@ -23,10 +23,7 @@ class CompileError(RuntimeError):
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("TILEC_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "tilec")
-    path = Path(root) / "ascend"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return runtime_cache.cache_dir("ascend")
 
 
 @lru_cache(maxsize=1)
@@ -54,15 +51,13 @@ def compile_source(source: str, kind: str = "shared", extra_flags: tuple[str, ..
     digest = key.hexdigest()[:24]
     suffix = ".so" if kind == "shared" else ".exe"
     out = cache_dir() / f"{name}-{digest}{suffix}"
-    if out.exists() and out.stat().st_size > 0:
-        return out
-    with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
-        src = Path(tmp) / f"{name}.cpp"
+
+    def build(tmp: Path) -> None:
+        src = tmp / f"{name}.cpp"
         src.write_text(source)
-        tmp_out = Path(tmp) / f"out{suffix}"
-        cmd = ["g++", *flags, "-I", str(INCLUDE_DIR), str(src), "-o", str(tmp_out)]
+        cmd = ["g++", *flags, "-I", str(INCLUDE_DIR), str(src), "-o", str(tmp / out.name)]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise CompileError(f"g++ failed ({' '.join(cmd)}):\n{proc.stderr[-6000:]}")
-        os.replace(tmp_out, out)
-    return out
+
+    return runtime_cache.cached_build(out, build)

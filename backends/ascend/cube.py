@@ -206,7 +206,6 @@ class Cube:
         zero = f"{stage}.ReinterpretCast<int16_t>()" if t == "int8_t" else stage
         e(f"Duplicate({zero}, {'(int16_t)0' if t == 'int8_t' else f'({t})0'}, {rows * cols // (2 if t == 'int8_t' else 1)});")
         e(f"PipeBarrier<PIPE_ALL>();  // {what} -> [{rows}, {cols}] ND on the Scalar unit")
-        ext = [low.px(x) for x in r.extents]
         nu = [d for d, x in enumerate(r.extents) if not is_const(x, 1)]
         if len(nu) == 1:
             nu = [None] + nu

@@ -13,7 +13,7 @@ from typing import Optional
 from tilec.errors import TilecError
 from tilec.ir import dtypes, nodes as N
 
-from .cexpr import COMPUTE, CTYPE, ExprPrinter, cname, literal, to_compute, to_storage
+from .cexpr import ExprPrinter, cname, to_storage
 from .plan import LaunchPlan, align32
 
 VEC_FLOAT = ("float32", "float16", "bfloat16")

@@ -7,7 +7,6 @@ copy of a contiguous run is ``DataCopy``/``Cast``; everything else is an exact e
 from __future__ import annotations
 
 from math import prod
-from typing import Optional
 
 from tilec.errors import TilecError
 from tilec.ir import dtypes, nodes as N

@@ -15,11 +15,11 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Optional
 
 from tilec.errors import InternalError, TilecError, source_line
+from tilec.runtime import cache as runtime_cache
 
 ARCHES = ("sm_80", "sm_86", "sm_89", "sm_90", "sm_90a")
 _LOC_COMMENT = re.compile(r"//\s+(?P<file>[^\s:]+):(?P<line>\d+):(?P<col>\d+)\s")
@@ -64,10 +64,7 @@ def default_arch() -> str:
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("TILEC_CACHE_DIR") or os.path.join(Path.home(), ".cache", "tilec")
-    path = Path(root) / "cuda"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return runtime_cache.cache_dir("cuda")
 
 
 def flags(arch: str, kind: str) -> list[str]:
@@ -85,18 +82,17 @@ def compile_source(text: str, arch: str, kind: str = "so") -> Path:
     fl = flags(arch, kind)
     key = hashlib.sha256("\0".join([text, kind, *fl, nvcc_version()]).encode()).hexdigest()[:32]
     out = cache_dir() / f"{key}.{kind}"
-    if out.exists() and out.stat().st_size > 0:
-        return out
-    with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
-        src = Path(tmp) / "kernel.cu"
+
+    def build(tmp: Path) -> None:
+        src = tmp / "kernel.cu"
         src.write_text(text)
-        target = Path(tmp) / f"out.{kind}"
+        target = tmp / out.name
         proc = subprocess.run([nvcc_path(), *fl, "-o", str(target), str(src)], capture_output=True,
                               text=True, check=False)
         if proc.returncode != 0 or not target.exists():
             raise InternalError(explain_nvcc_error(proc.stderr + proc.stdout, text), "cuda.nvcc")
-        os.replace(target, out)  # atomic: readers see the old state or the whole file
-    return out
+
+    return runtime_cache.cached_build(out, build)
 
 
 def explain_nvcc_error(log: str, text: str, limit: int = 5) -> str:

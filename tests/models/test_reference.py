@@ -1,6 +1,5 @@
 """The PyTorch reference of DeepSeek-V3.2 against the facts of specs/deepseek_v32.md."""
 import dataclasses
-import math
 
 import pytest
 import torch
