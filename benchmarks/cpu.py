@@ -41,8 +41,11 @@ from backends.llvm.runtime import num_threads  # noqa: E402
 from backends.llvm.target import CpuTarget  # noqa: E402
 
 
-def matmul_bf16_f32(M, N, K, block_M=128, block_N=256, block_K=128):
-    """bfloat16 A and B, float32 accumulator and output (examples/gemm.py writes C in its input dtype)."""
+def matmul_bf16_f32(M, N, K, block_M=256, block_N=256, block_K=128):
+    """bfloat16 A and B, float32 accumulator and output (examples/gemm.py writes C in its input dtype).
+
+    The T.gemm runs on the vdpbf16ps micro-kernel on AVX512-BF16 hosts. 256x256 tiles re-read A and B
+    least (block sizes from 128 to 512 measured within a few percent of each other)."""
     import tilec.language as T
 
     @T.prim_func
@@ -68,16 +71,16 @@ def _example(name: str):
         return None
 
 
-def _timed(fns: dict, rounds: int) -> dict:
+def _timed(fns: dict, rounds: int, clock=time.perf_counter) -> dict:
     """Median seconds of each callable, measured in interleaved rounds after one warm-up call each."""
     for f in fns.values():
         f()
     times = {k: [] for k in fns}
     for _ in range(rounds):
         for k, f in fns.items():
-            t0 = time.perf_counter()
+            t0 = clock()
             f()
-            times[k].append(time.perf_counter() - t0)
+            times[k].append(clock() - t0)
     return {k: float(np.median(v)) for k, v in times.items()}
 
 
@@ -107,9 +110,12 @@ def bench_gemm_bf16(n: int, rounds: int) -> dict:
     b = tb.view(torch.int16).numpy().view(np.uint16)
     fa, fb = ta.float().numpy(), tb.float().numpy()
     c = np.full((n, n), np.nan, np.float32)
-    t = _timed({"tilec": lambda: exe.run([a, b, c], {}), "numpy": lambda: fa @ fb,
-                "torch": lambda: torch.matmul(ta, tb)}, rounds)
-    return dict(case=f"gemm bf16->fp32 {n}", flops=2 * n ** 3, err=_relerr(c, fa.astype(np.float64) @ fb), **t)
+    fns = {"tilec": lambda: exe.run([a, b, c], {}), "numpy": lambda: fa @ fb, "torch": lambda: torch.matmul(ta, tb)}
+    t = _timed(fns, rounds)
+    # process CPU seconds of the same calls: on a loaded machine wall time also measures the scheduler
+    cpu = _timed({k: fns[k] for k in ("tilec", "torch")}, rounds, clock=time.process_time)
+    return dict(case=f"gemm bf16->fp32 {n}", flops=2 * n ** 3, err=_relerr(c, fa.astype(np.float64) @ fb),
+                tilec_cpu_s=cpu["tilec"], torch_cpu_s=cpu["torch"], **t)
 
 
 def bench_attention(causal: bool, rounds: int, b=1, h=8, s=1024, d=64) -> dict:
@@ -194,6 +200,10 @@ def main(argv=None) -> int:
                 row["target"] = f"{peer} ratio >= {want}"
                 row["met"] = bool(row[f"ratio_{peer}"] >= want)
                 ok &= row["met"]
+    for row in rows:
+        if "tilec_cpu_s" in row:
+            print(f"{row['case']} by process CPU time: tilec {row['tilec_cpu_s'] * 1e3:.2f} ms, torch "
+                  f"{row['torch_cpu_s'] * 1e3:.2f} ms, torch/tilec {row['torch_cpu_s'] / row['tilec_cpu_s']:.2f}")
     print("targets:", ", ".join(f"{row['case']}: {'met' if row['met'] else 'MISSED'}" for row in rows if "met" in row))
     if args.json:
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
-CODEGEN_VERSION = "9"
+CODEGEN_VERSION = "12"
 
 
 def cache_dir() -> Path:

@@ -14,10 +14,26 @@ from llvmlite import ir
 from .types import I64, PTR, VOID
 
 _INTR = "llvm.x86.avx512bf16.dpbf16ps.512"
+TILE = (4, 64)  # MR x NR of the micro-kernel: 16 <16 x float> accumulators
+NARROW = {16: (16, 16), 32: (8, 32), 48: (4, 48)}  # NR -> tile for gemms narrower than 64 columns
+
+
+def tile_for(n_const) -> tuple[int, int]:
+    """(MR, NR) for a gemm whose C has ``n_const`` columns (None: not a constant): a narrow C (the MoE
+    gate's 16 experts) gets a narrow tile, so no lanes are wasted and C tiles are updated in place."""
+    return NARROW.get(-(-n_const // 16) * 16, TILE) if n_const else TILE
 
 
 def available(features: str, vl: int) -> bool:
     return vl == 16 and "+avx512bf16" in features
+
+
+def dot_operands(a_dtype: str, b_dtype: str) -> bool:
+    """Whether a gemm with these input dtypes runs on ``vdpbf16ps``: bfloat16 and float8_e4m3 operands
+    in any mix (float8_e4m3 converts to bfloat16 exactly while packing: 3 mantissa bits, exponents -9..8,
+    its subnormals are normal bfloat16). float16 does not fit bfloat16 and keeps the float32 path."""
+    ok = ("bfloat16", "float8_e4m3")
+    return a_dtype in ok and b_dtype in ok
 
 
 def declare(module: ir.Module, mr: int, nr: int) -> ir.Function:
@@ -25,7 +41,7 @@ def declare(module: ir.Module, mr: int, nr: int) -> ir.Function:
     name = f"tilec_ukernel_bf16_{mr}x{nr}"
     fn = module.globals.get(name)
     if fn is None:
-        fn = ir.Function(module, ir.FunctionType(VOID, [PTR, PTR, PTR, I64, I64]), name=name)
+        fn = ir.Function(module, ir.FunctionType(VOID, [PTR, I64, I64, PTR, PTR, I64, I64]), name=name)
         defs = getattr(module, "tilec_text_defs", {})
         defs[name] = _kernel_text(name, mr, nr)
         module.tilec_text_defs = defs
@@ -46,12 +62,20 @@ def render(module: ir.Module) -> str:
 
 
 def _kernel_text(name: str, mr: int, nr: int) -> str:
-    """(ap, bp, c, ldc, kh): C[mr, nr] += Ap . Bp over kh bfloat16 pairs; C float32 with row stride ldc."""
+    """(a, a_rs, a_ks, bp, c, ldc, kh): C[mr, nr] += A . Bp over kh bfloat16 pairs.
+
+    The pair (A[r, 2h], A[r, 2h+1]) is the 32-bit word at ``a + r*a_rs + h*a_ks`` (i16 elements): a
+    packed panel (a_rs = 2, a_ks = 2*mr) or a row-major A read in place (a_rs = row stride, a_ks = 2).
+    Bp is k-pair-major, ``Bp[h][j][2]``; C is float32 with row stride ldc. Per pair step: nr/16 vector
+    loads of B, mr 32-bit broadcasts of A and mr*nr/16 ``vdpbf16ps``, accumulators in registers.
+    """
     nv = nr // 16
-    L = [f'define internal void @"{name}"(ptr noalias %ap, ptr noalias %bp, ptr noalias %c, i64 %ldc, i64 %kh) {{',
-         "entry:"]
+    L = [f'define internal void @"{name}"(ptr noalias %ap, i64 %ars, i64 %aks, ptr noalias %bp, ptr noalias %c, '
+         'i64 %ldc, i64 %kh) {', "entry:"]
     for r in range(mr):
         L.append(f"  %crow{r} = mul nsw i64 %ldc, {r}")
+        L.append(f"  %arow{r} = mul nsw i64 %ars, {r}")
+        L.append(f"  %apr{r} = getelementptr inbounds i16, ptr %ap, i64 %arow{r}")
         for v in range(nv):
             L.append(f"  %co{r}_{v} = add nsw i64 %crow{r}, {v * 16}")
             L.append(f"  %cp{r}_{v} = getelementptr inbounds float, ptr %c, i64 %co{r}_{v}")
@@ -61,15 +85,14 @@ def _kernel_text(name: str, mr: int, nr: int) -> str:
         for v in range(nv):
             L.append(f"  %acc{r}_{v} = phi <16 x float> [ %c{r}_{v}, %entry ], [ %n{r}_{v}, %body ]")
     L += ["  %more = icmp slt i64 %k, %kh", "  br i1 %more, label %body, label %done", "body:",
-          f"  %bo = mul nsw i64 %k, {2 * nr}", f"  %ao = mul nsw i64 %k, {2 * mr}"]
+          f"  %bo = mul nsw i64 %k, {2 * nr}", "  %ao = mul nsw i64 %k, %aks"]
     for v in range(nv):
         L.append(f"  %bo{v} = add nsw i64 %bo, {32 * v}")
         L.append(f"  %bp{v} = getelementptr inbounds i16, ptr %bp, i64 %bo{v}")
         L.append(f"  %b{v} = load <32 x bfloat>, ptr %bp{v}, align 4")
     for r in range(mr):
-        L.append(f"  %ao{r} = add nsw i64 %ao, {2 * r}")
-        L.append(f"  %app{r} = getelementptr inbounds i16, ptr %ap, i64 %ao{r}")
-        L.append(f"  %a{r} = load i32, ptr %app{r}, align 4")
+        L.append(f"  %app{r} = getelementptr inbounds i16, ptr %apr{r}, i64 %ao")
+        L.append(f"  %a{r} = load i32, ptr %app{r}, align 2")
         L.append(f"  %ai{r} = insertelement <16 x i32> poison, i32 %a{r}, i64 0")
         L.append(f"  %as{r} = shufflevector <16 x i32> %ai{r}, <16 x i32> poison, <16 x i32> zeroinitializer")
         L.append(f"  %ab{r} = bitcast <16 x i32> %as{r} to <32 x bfloat>")

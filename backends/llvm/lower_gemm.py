@@ -16,7 +16,7 @@ from tilec.errors import TilecError
 from tilec.ir import dtypes
 from tilec.ir import nodes as n
 
-from . import mathlib
+from . import gemm_bf16, mathlib
 from .gemm_pack import PackedGemm
 from .types import F32, I32, I64, PTR, VOID, compute_type, convert, storage_type, to_compute, to_storage
 
@@ -104,7 +104,8 @@ class GemmLowering:
         self.loop(z, M, row, "gi")
 
     def _gemm_packed(self, A, B, C, M, N, K, ta, tb) -> None:
-        mr, nr = tile_shape(self.vl)
+        bf = gemm_bf16.dot_operands(A.dtype, B.dtype) and self.bf16dot
+        mr, nr = gemm_bf16.tile_for(C.cols_c) if bf else tile_shape(self.vl)
         PackedGemm(self, A, B, C, M, N, K, ta, tb, mr, nr).emit()
 
     def _microkernel(self, mr: int, nr: int) -> ir.Function:

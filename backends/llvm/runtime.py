@@ -119,14 +119,21 @@ class NativeKernel:
         if len(args) != len(params):
             from tilec.errors import TilecError
             raise TilecError(f"kernel '{self.meta['name']}' takes {len(params)} arrays, got {len(args)}")
-        ptrs = self._ptrs_t()
+        pointers = []
         for i, a in enumerate(args):
             if not (isinstance(a, np.ndarray) and a.flags.c_contiguous):
                 from tilec.errors import TilecError
                 raise TilecError(f"cpu target: argument '{params[i][0]}' must be a C-contiguous numpy array")
-            ptrs[i] = a.__array_interface__["data"][0]
-        names = self.meta["dims"]
-        dvals = self._dims_t(*[int(self._dim(nm, dims, args)) for nm in names])
+            pointers.append(a.__array_interface__["data"][0])
+        self.call(pointers, [int(self._dim(nm, dims, args)) for nm in self.meta["dims"]], threads)
+        del args  # the arrays stay alive in the caller until here: the native code is done with them
+
+    def call(self, pointers: list[int], dim_values: list[int], threads: Optional[int] = None) -> None:
+        """Run every launch on raw data addresses, one per parameter in order, and the values of
+        ``meta["dims"]`` in order. The caller keeps the buffers alive and has checked them (``run``
+        does for numpy arrays; the model library does for torch tensors)."""
+        ptrs = self._ptrs_t(*pointers)
+        dvals = self._dims_t(*dim_values)
         p_params, p_dims = ctypes.addressof(ptrs), ctypes.addressof(dvals)
         for (launch, nblocks), stack in zip(self.launches, self.stacks):
             total = nblocks(p_dims)
@@ -135,7 +142,6 @@ class NativeKernel:
             counter = ctypes.c_int64(0)
             p_counter = ctypes.addressof(counter)
             par_for(lambda: launch(p_params, p_dims, p_counter), total, threads, stack)
-        del args  # the arrays stay alive in the caller until here: the native code is done with them
 
     def _dim(self, name: str, dims: dict, args: list) -> int:
         if dims and name in dims:

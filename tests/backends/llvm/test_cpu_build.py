@@ -129,6 +129,56 @@ def test_bf16_gemm_asm_uses_dot_product():
                                                  {"cpu_bf16dot": False}))
 
 
+def _loop_blocks(asm: str) -> list[list[str]]:
+    """Innermost loops of an assembly listing: the lines from a label to a jump back to it."""
+    lines, loops = asm.splitlines(), []
+    for i, line in enumerate(lines):
+        m = re.match(r"^(\.\w+):", line)
+        if not m:
+            continue
+        for j in range(i + 1, len(lines)):
+            if re.match(r"^\.?\w+:", lines[j]):
+                break
+            if re.match(rf"\s+j\w+\s+{re.escape(m.group(1))}$", lines[j]):
+                body = lines[i + 1:j + 1]
+                loops.append([ln.split()[0] for ln in body if ln.strip() and not ln.strip().startswith(".")])
+                break
+    return loops
+
+
+@pytest.mark.skipif("+avx512bf16" not in llvm_env.host().features, reason="host CPU lacks avx512bf16")
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_bf16_gemm_inner_loop_is_pure_dot_products(trans_b):
+    """The hot loop of a bfloat16 GEMM: vector loads of packed B, 32-bit broadcasts of A's pairs and at
+    least 16 ``vdpbf16ps`` per k-pair step (4 x 64 register tile), nothing else (no per-element
+    conversion, no spills)."""
+    import tilec.language as T
+    n, bs = 256, 128
+
+    @T.prim_func
+    def main(A: T.Tensor((n, n), "bfloat16"), B: T.Tensor((n, n), "bfloat16"), C: T.Tensor((n, n), "float32")):
+        with T.Kernel(n // bs, n // bs, threads=128) as (bx, by):
+            A_s = T.alloc_shared((bs, 64), "bfloat16")
+            B_s = T.alloc_shared((bs, 64) if trans_b else (64, bs), "bfloat16")
+            C_f = T.alloc_fragment((bs, bs), "float32")
+            T.clear(C_f)
+            for k in T.Pipelined(n // 64, num_stages=2):
+                T.copy(A[by * bs, k * 64], A_s)
+                T.copy(B[bx * bs, k * 64] if trans_b else B[k * 64, bx * bs], B_s)
+                T.gemm(A_s, B_s, C_f, transpose_B=trans_b)
+            T.copy(C_f, C[by * bs, bx * bs])
+    asm = assembly(main.func)
+    loops = [lp for lp in _loop_blocks(asm) if "vdpbf16ps" in lp]
+    assert loops, "no loop with vdpbf16ps"
+    hot = max(loops, key=lambda lp: lp.count("vdpbf16ps"))
+    assert hot.count("vdpbf16ps") >= 16
+    allowed = {"vdpbf16ps", "vbroadcastss", "vpbroadcastd", "vmovaps", "vmovups", "vmovdqa64", "vmovdqu64",
+               "addq", "subq", "incq", "decq", "cmpq", "leaq", "movq"}
+    other = [op for op in hot if op not in allowed and not op.startswith("j")]
+    assert not other, other
+    assert re.search(r"vdpbf16ps\s+[^\n]*%zmm", asm)
+
+
 def test_export_library_of_several_kernels_loads_without_llvmlite(tmp_path):
     import softmax
     from backends.llvm.target import export_library

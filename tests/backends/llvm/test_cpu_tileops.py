@@ -208,7 +208,10 @@ def test_atomics(dtype, tol):
 
 @pytest.mark.parametrize("bf16dot", [True, False])
 @pytest.mark.parametrize("ta,tb", [(False, False), (False, True), (True, False)])
-@pytest.mark.parametrize("size,blocks", [((70, 90, 37), (32, 64, 15)), ((64, 128, 64), (64, 64, 32))])
+@pytest.mark.parametrize("size,blocks", [((70, 90, 37), (32, 64, 15)), ((64, 128, 64), (64, 64, 32)),
+                                         ((42, 100, 600), (48, 80, 600)),  # K > KC: kc-blocked
+                                         ((50, 40, 70), (32, 16, 70)), ((50, 40, 64), (32, 48, 64)),  # narrow
+                                         ((17, 50, 66), (17, 50, 66))])  # 50 columns: rounds up to the 4x64 tile
 def test_gemm_bf16_inputs_fp32_out(ta, tb, size, blocks, bf16dot):
     """bfloat16 A/B with float32 C: the vdpbf16ps path on AVX512-BF16 hosts (odd K pads a zero pair),
     and the float32 packing path every host has."""
@@ -218,3 +221,62 @@ def test_gemm_bf16_inputs_fp32_out(ta, tb, size, blocks, bf16dot):
     a = rand((K, M) if ta else (M, K), "bfloat16", rng)
     b = rand((N, K) if tb else (K, N), "bfloat16", rng)
     check(func, [a, b, rand((M, N), "float32", rng)], [2], 1e-6, options={"cpu_bf16dot": bf16dot})
+
+
+@pytest.mark.skipif("+avx512bf16" not in __import__("backends.llvm.llvm_env", fromlist=["host"]).host().features,
+                    reason="host CPU lacks avx512bf16")
+def test_gemm_bf16_dot_flushes_subnormal_inputs():
+    """``vdpbf16ps`` reads bfloat16 subnormals as zero (documented in docs/backends/cpu.md): a GEMM whose
+    A is all subnormal gives exactly 0 on the dot-product path, while the float32 path (cpu_bf16dot off)
+    keeps the exact products, as the interpreter does. Normal inputs next to subnormal ones give the
+    flushed sum to float32 rounding."""
+    from cpu_harness import rel_err, run_both
+    from tilec import numerics
+    M = N = K = 64
+    rng = np.random.default_rng(21)
+    func = gemm_kernel(M, N, K, 32, 64, 32, "bfloat16", "float32", "float32").func
+    sub = rng.integers(1, 0x80, (M, K)).astype(np.uint16) | (rng.integers(0, 2, (M, K)).astype(np.uint16) << 15)
+    b = numerics.from_float32((rng.standard_normal((K, N)) * 2.0 ** 100).astype(np.float32), "bfloat16")
+    c = rand((M, N), "float32", rng)
+    ref, got = run_both(func, [sub, b, c], [2], options={"cpu_bf16dot": True})
+    assert np.all(got[2] == 0.0)
+    assert np.count_nonzero(ref[2]) > M * N // 2          # the exact products are not zero
+    _, exact = run_both(func, [sub, b, c], [2], options={"cpu_bf16dot": False})
+    assert rel_err(exact[2], ref[2], "float32") < 1e-6
+    mixed = np.where(rng.random((M, K)) < 0.5, sub, rand((M, K), "bfloat16", rng))
+    _, got = run_both(func, [mixed, b, c], [2], options={"cpu_bf16dot": True})
+    flushed = np.where((mixed & 0x7F80) == 0, np.uint16(0), mixed)
+    want = numerics.to_float32(flushed, "bfloat16").astype(np.float64) @ numerics.to_float32(b, "bfloat16")
+    assert rel_err(got[2], want.astype(np.float32), "float32") < 1e-6
+
+
+def mixed_gemm_kernel(M, N, K, bm, bn, bk, a_dt, b_dt, trans_b):
+    @T.prim_func
+    def main(A: T.Tensor((M, K), a_dt), B: T.Tensor((N, K) if trans_b else (K, N), b_dt),
+             C: T.Tensor((M, N), "float32")):
+        with T.Kernel(T.ceildiv(N, bn), T.ceildiv(M, bm), threads=128) as (bx, by):
+            A_s = T.alloc_shared((bm, bk), a_dt)
+            B_s = T.alloc_shared((bn, bk) if trans_b else (bk, bn), b_dt)
+            C_f = T.alloc_fragment((bm, bn), "float32")
+            T.clear(C_f)
+            for k in T.Pipelined(T.ceildiv(K, bk), num_stages=2):
+                T.copy(A[by * bm, k * bk], A_s)
+                T.copy(B[bx * bn, k * bk] if trans_b else B[k * bk, bx * bn], B_s)
+                T.gemm(A_s, B_s, C_f, transpose_B=trans_b)
+            T.copy(C_f, C[by * bm, bx * bn])
+    return main
+
+
+@pytest.mark.parametrize("a_dt,b_dt", [("float8_e4m3", "float8_e4m3"), ("bfloat16", "float8_e4m3"),
+                                       ("float8_e4m3", "bfloat16")])
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("size,blocks", [((70, 90, 37), (32, 64, 15)), ((64, 128, 320), (64, 64, 320))])
+def test_gemm_fp8_inputs_on_bf16_dot(a_dt, b_dt, trans_b, size, blocks):
+    """float8_e4m3 operands (alone or with bfloat16) convert to bfloat16 exactly while packing and run on
+    the dot-product kernel: the interpreter's result to float32 rounding, fp8 subnormals included."""
+    M, N, K = size
+    rng = np.random.default_rng(22)
+    func = mixed_gemm_kernel(M, N, K, *blocks, a_dt, b_dt, trans_b).func
+    a = rand((M, K), a_dt, rng)
+    b = rand((N, K) if trans_b else (K, N), b_dt, rng, scale=0.02)  # fp8 subnormals (< 2^-6) among them
+    check(func, [a, b, rand((M, N), "float32", rng)], [2], 1e-6)
