@@ -1,0 +1,45 @@
+"""``python -m tilec.fuzz``: run N random programs on the passes and every available target.
+
+Exit status 0 when nothing disagrees with the interpreter, 1 otherwise (each disagreement shrunk and, with
+``--save``, written under tests/fuzz/regressions/).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .driver import fuzz
+
+REGRESSIONS = Path(__file__).resolve().parents[2] / "tests" / "fuzz" / "regressions"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tilec.fuzz", description=__doc__.split("\n")[0])
+    p.add_argument("--n", type=int, default=200, help="number of programs (default 200)")
+    p.add_argument("--seed", type=int, default=0, help="first program seed (programs use seed..seed+n-1)")
+    p.add_argument("--targets", default=None,
+                   help="comma-separated targets to run (default: every registered one but interp; "
+                        "'none': only the pass pipeline)")
+    p.add_argument("--no-passes", action="store_true", help="do not check the pass pipeline")
+    p.add_argument("--after-passes", action="store_true",
+                   help="also run each target on the output of the pass pipeline (<target>+passes)")
+    p.add_argument("--no-shrink", action="store_true", help="report disagreements without shrinking")
+    p.add_argument("--save", action="store_true", help=f"save shrunk disagreements under {REGRESSIONS}")
+    p.add_argument("--save-dir", type=Path, default=None, help="save them here instead")
+    p.add_argument("--jobs", "-j", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--time-limit", type=float, default=None, help="stop after about S seconds")
+    p.add_argument("--quiet", action="store_true")
+    ns = p.parse_args(argv)
+    names = [t for t in ns.targets.split(",") if t and t != "none"] if ns.targets else None
+    save_dir = ns.save_dir or (REGRESSIONS if ns.save else None)
+    log = (lambda s: None) if ns.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    summary = fuzz(ns.n, ns.seed, names, passes=not ns.no_passes, shrink_findings=not ns.no_shrink,
+                   save_dir=save_dir, log=log, time_limit=ns.time_limit, after_passes=ns.after_passes,
+                   jobs=ns.jobs)
+    print(summary.text())
+    return 1 if summary.findings else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
