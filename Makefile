@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tilec-installed
 TORCH := torch==2.13.0
 
-.PHONY: venv test demo bench clean
+.PHONY: venv test demo bench fuzz clean
 
 venv: $(STAMP)
 
@@ -29,6 +29,10 @@ demo: venv
 # `make bench BENCH_ARGS=--quick` passes options through to benchmarks/cpu.py.
 bench: venv
 	@if [ -f benchmarks/cpu.py ]; then $(PY) benchmarks/cpu.py $(BENCH_ARGS); else echo "no benchmarks/cpu.py"; fi
+
+# `make fuzz N=2000 SEED=0 JOBS=2`: random tile programs on every target here, checked against the interpreter.
+fuzz: venv
+	$(PY) -m tilec.fuzz --n $(or $(N),2000) --seed $(or $(SEED),0) --jobs $(or $(JOBS),2)
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache

@@ -72,6 +72,10 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--print-after-all", action="store_true", help="print the IR after every pass (stderr)")
     p.add_argument("--print-after", action="append", default=[], metavar="PASS",
                    help="print the IR after pass PASS (stderr; repeatable)")
+    p.add_argument("--passes", metavar="LIST",
+                   help="run these tile passes before the target ('default' or e.g. simplify,fuse)")
+    p.add_argument("--check-semantics", action="store_true",
+                   help="with --passes: interpret before and after each pass; name the first that changes results")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,6 +146,12 @@ def _pipeline_options(ns: argparse.Namespace) -> dict[str, Any]:
         opts["print_after_all"] = True
     if ns.print_after:
         opts["print_after"] = list(ns.print_after)
+    if ns.passes:
+        opts["passes"] = ns.passes
+    if ns.check_semantics:
+        if not ns.passes:
+            raise TilecError("--check-semantics needs --passes (the passes to check)")
+        opts["check_semantics"] = True
     return opts
 
 

@@ -238,3 +238,16 @@ def test_a_tir_file_with_several_kernels(capsys, tmp_path):
     assert code == 2 and "holds several kernels (main, add_one); choose one with --kernel NAME" in err
     code, out, err = tilec(capsys, "run", str(two), "--kernel", "add_one", "--arg", "M=5", "--target", "interp")
     assert code == 0 and "add_one(M=5) on interp" in out, err
+
+
+def test_passes_and_semantic_check_from_the_command_line(capsys):
+    """--passes runs the tile passes before the target; --check-semantics interprets around each one."""
+    softmax = str(ROOT / "examples" / "softmax.py")
+    code, out, err = tilec(capsys, "run", softmax, "--target", "interp", "--passes", "default",
+                           "--check-semantics", "--check", "--print-after", "fuse")
+    assert code == 0, err
+    assert "IR after pass 'fuse'" in err and "ok" in out
+    code, _, err = tilec(capsys, "run", softmax, "--target", "interp", "--passes", "simplify,bogus")
+    assert code == 2 and "unknown pass 'bogus'" in err
+    code, _, err = tilec(capsys, "run", softmax, "--target", "interp", "--check-semantics")
+    assert code == 2 and "--check-semantics needs --passes" in err

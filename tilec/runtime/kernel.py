@@ -25,6 +25,28 @@ from . import args as argmod
 RUNTIME_OPTIONS = frozenset({"poison_outputs"})
 
 
+def run_tile_passes(func: nodes.Func, options: dict[str, Any]) -> nodes.Func:
+    """The target-independent passes named by ``options["passes"]`` ("default" or "a,b,c"), if any.
+
+    They run before the target's own lowering; ``check_semantics`` interprets before and after each
+    pass and names the first one that changes the results. Off unless asked for (see docs/internals.md).
+    """
+    spec = options.get("passes")
+    if not spec:
+        return func
+    from ..passes import manager, registry
+    passes = registry.pipeline(registry.DEFAULT if spec == "default" else spec)
+    if options.get("check_semantics"):
+        from ..passes.check_semantics import run_checked
+        # run_checked runs the passes one at a time: check --print-after names against the whole list.
+        unknown = manager._print_targets(options) - {p.name for p in passes}
+        if unknown:
+            raise TilecError(f"--print-after names unknown pass(es) {', '.join(sorted(unknown))}; this "
+                             f"pipeline has: {', '.join(p.name for p in passes)}")
+        return run_checked(func, passes, dict(options, print_after_lenient=True))
+    return manager.run_pipeline(func, passes, options)
+
+
 def as_func(kernel: Any) -> nodes.Func:
     """The ``Func`` behind a ``T.prim_func`` result, a ``Func``, or a one-kernel ``Module``."""
     if isinstance(kernel, nodes.Func):
@@ -212,6 +234,7 @@ def compile(prim_func: Any, out_idx: Any = None, target: Any = "auto",  # noqa: 
     opts = dict(options)
     opts["pass_configs"] = dict(pass_configs or {})
     # Options the runtime itself consumes stay out of the target's (and so its compile cache key).
+    func = run_tile_passes(func, opts)
     build_opts = {k: v for k, v in opts.items() if k not in RUNTIME_OPTIONS}
     executable = tgt.build(func, build_opts)
     return JITKernel(func, executable, tgt, outs, opts)
