@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -160,6 +161,12 @@ class LibKernel:
                 elif isinstance(want, int) and want != got:
                     raise LibraryError(f"kernel {self.name}: parameter '{p['name']}' wants shape "
                                        f"{p['shape']}, got {list(x.shape)}")
+        for i, x in zip(self.in_idx, inputs):     # expression dims, once every symbol is bound
+            p = self.params[i]
+            for want, got in zip(p["shape"], x.shape):
+                if isinstance(want, dict) and _eval_dim(want, dims) != got:
+                    raise LibraryError(f"kernel {self.name}: parameter '{p['name']}' wants a dim "
+                                       f"{want['expr']} = {_eval_dim(want, dims)} at {dims}, got {list(x.shape)}")
         return dims
 
     def __call__(self, *inputs: torch.Tensor) -> Any:
@@ -176,17 +183,29 @@ class LibKernel:
 
 
 def _eval_dim(e: Any, dims: dict[str, int]) -> int:
+    """A shape entry of the manifest at bound symbols: an int, a symbol name, or ``{"expr": text}`` in
+    the printer's syntax (``+ - * // %``, unary minus, ``min`` / ``max``: the MoE layout's
+    ``(-(-T * 4 // 16) + min(16, T * 4)) * 16``)."""
     if isinstance(e, int):
         return e
     if isinstance(e, str):
         return dims[e]
+    return int(eval(_shape_code(e["expr"]), {"__builtins__": {}, "min": min, "max": max}, dims))
+
+
+@functools.lru_cache(maxsize=None)
+def _shape_code(text: str) -> Any:
+    """The checked, compiled form of a shape expression (cached: kernels evaluate it on every call,
+    and parsing would cost more than a small kernel's run)."""
     import ast
-    tree = ast.parse(e["expr"], mode="eval")
+    tree = ast.parse(text, mode="eval")
     allowed = (ast.Expression, ast.BinOp, ast.Name, ast.Constant, ast.Load, ast.Add, ast.Sub, ast.Mult,
-               ast.FloorDiv, ast.Mod, ast.UnaryOp, ast.USub)
-    if not all(isinstance(n, allowed) for n in ast.walk(tree)):
-        raise LibraryError(f"unsupported shape expression '{e['expr']}' in the manifest")
-    return int(eval(compile(tree, "<shape>", "eval"), {"__builtins__": {}}, dict(dims)))
+               ast.FloorDiv, ast.Mod, ast.UnaryOp, ast.USub, ast.Call)
+    for n in ast.walk(tree):
+        if not isinstance(n, allowed) or (isinstance(n, ast.Call) and (
+                not isinstance(n.func, ast.Name) or n.func.id not in ("min", "max") or n.keywords)):
+            raise LibraryError(f"unsupported shape expression '{text}' in the manifest")
+    return compile(tree, "<shape>", "eval")
 
 
 class Library:

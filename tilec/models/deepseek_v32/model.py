@@ -230,26 +230,21 @@ class Model:
     def moe(self, i: int, x: torch.Tensor) -> torch.Tensor:
         a, pre, ex = self.args, f"layers.{i}.ffn.", self.experts[i]
         x2 = x.reshape(-1, a.dim)
-        t = x2.size(0)
         w, idx = self.k(specs.moe_gate, a)(x2, self.p[pre + "gate.weight"], self.p[pre + "gate.bias"])
         if self.decide is not None:
             w, idx = self.decide("route", i, 0, (w, idx))
-        bucket = next(b for b in specs.moe_buckets(a) if b >= t)
-        if bucket > t:   # the permutation is built for `bucket` tokens: absent tokens pick no expert
-            idx = torch.cat([idx, torch.full((bucket - t, idx.size(1)), -1, dtype=idx.dtype)])
-        _, tok, tile_e, pos = self.k(specs.moe_permute, a, bucket)(idx)
-        pos = pos[:t]
+        # one build for every token count: the padded layout's tile count is an expression of it
+        _, tok, tile_e, pos = self.k(specs.moe_permute, a)(idx.contiguous())
         if a.dtype == "fp8":
             xq, xs = self.act_quant(x2)
-            hmid = self.k(specs.moe_up, a, bucket, self.target)(xq, xs, tok, tile_e, ex["w1"], ex["s1"],
-                                                                  ex["w3"], ex["s3"])
+            hmid = self.k(specs.moe_up, a, self.target)(xq, xs, tok, tile_e, ex["w1"], ex["s1"], ex["w3"], ex["s3"])
             hq, hs = self.act_quant(hmid)
-            yp = self.k(specs.moe_down, a, bucket, self.target)(hq, hs, tile_e, ex["w2"], ex["s2"])
+            yp = self.k(specs.moe_down, a, self.target)(hq, hs, tile_e, ex["w2"], ex["s2"])
         else:
-            hmid = self.k(specs.moe_up, a, bucket, self.target)(x2, tok, tile_e, ex["w1"], ex["w3"])
-            yp = self.k(specs.moe_down, a, bucket, self.target)(hmid, tile_e, ex["w2"])
+            hmid = self.k(specs.moe_up, a, self.target)(x2, tok, tile_e, ex["w1"], ex["w3"])
+            yp = self.k(specs.moe_down, a, self.target)(hmid, tile_e, ex["w2"])
         shared = self.mlp(pre + "shared_experts.", x2)
-        return self.k(specs.moe_combine, a, bucket)(yp, pos.contiguous(), w, shared).view(x.shape)
+        return self.k(specs.moe_combine, a)(yp, pos, w, shared).view(x.shape)
 
     def block(self, i: int, hid, residual, start_pos: int, freqs, prefill: bool):
         pre = f"layers.{i}."

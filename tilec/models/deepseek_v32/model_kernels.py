@@ -13,9 +13,10 @@ writes as one-line torch expressions; in ``model.py`` every one of them runs com
 - ``cast_kernel``: a dtype conversion (the bf16 -> fp32 widening before the fp32 head and gate).
 
 Every factory takes the token count as a symbolic dimension ``M`` so one build serves prefill and
-decode. The MoE wrappers at the end build ``kernels/moe.py``'s kernels for a token bucket. The sparse
-attention at the reference's rounding points (and why it is not ``kernels/sparse_mla.py``) is in
-``attention_kernels.py``; the specifications that name all of these factories live in ``specs.py``.
+decode. The MoE wrappers at the end build ``kernels/moe.py``'s kernels for a symbolic token count.
+The sparse attention at the reference's rounding points (and why it is not ``kernels/sparse_mla.py``)
+is in ``attention_kernels.py``; the specifications that name all of these factories live in
+``specs.py``.
 """
 from __future__ import annotations
 
@@ -125,36 +126,28 @@ def cast_kernel(N: int, src: str = BF16, dst: str = F32, block_M: int = 16, bloc
     return main
 
 
-# --- the MoE kernels of kernels/moe.py at a token bucket -----------------------------------------
-# The padded expert layout (tiles of block_M rows, NT tiles) is compile-time in moe.py; the model
-# builds it for a bucket of tokens (decode: max_batch_size, prefill: max_batch_size * max_seq_len).
-# These wrappers derive block_M and NT from the bucket with moe.py's own rules, so the permutation,
-# the grouped GEMMs and the combine always agree; the token count itself stays symbolic.
+# --- the MoE kernels of kernels/moe.py over a symbolic token count ---------------------------------
+# The padded expert layout has NT = moe.max_tiles(T, K, E, block_M) tiles of block_M rows: an
+# expression of the symbolic token count T (a bound on the data-dependent tile count), so one build
+# serves every T. block_M is the one compile-time choice (specs.moe_block_M); the permutation
+# (moe.permute_kernel at T.dynamic("T")) and these wrappers derive NT with the same rule.
 
-def _moe_layout(bucket: int, K: int, E: int) -> tuple[int, int]:
+def moe_up_layout_kernel(D: int, inter: int, E: int, K: int, fp8: bool, mma_dtype=None, block_M: int = 16):
+    """``moe.moe_up_kernel`` for T tokens: X[T, D] binds T, Tok[NT * block_M] and TileE[NT] are checked."""
     from .kernels import moe
-    bm = moe.pick_block_M(bucket, K, E)
-    return bm, moe.max_tiles(bucket, K, E, bm)
+    n = T.dynamic("T")
+    return moe.moe_up_kernel(n, D, inter, E, moe.max_tiles(n, K, E, block_M), fp8, block_M, moe.BLOCK_N, mma_dtype)
 
 
-def moe_permute_bucket_kernel(bucket: int, K: int, E: int):
+def moe_down_layout_kernel(D: int, inter: int, E: int, K: int, fp8: bool, mma_dtype=None, block_M: int = 16):
+    """``moe.moe_down_kernel`` over any layout: no parameter has T, so the tile count is its own
+    symbol NT (bound by TileE[NT]; H and Y are [NT * block_M, .]). K is unused (same arguments as up)."""
     from .kernels import moe
-    return moe.permute_kernel(bucket, K, E, _moe_layout(bucket, K, E)[0])
+    return moe.moe_down_kernel(D, inter, E, T.dynamic("NT"), fp8, block_M, moe.BLOCK_N, mma_dtype)
 
 
-def moe_up_bucket_kernel(bucket: int, D: int, I: int, E: int, K: int, fp8: bool, mma_dtype=None):
+def moe_combine_layout_kernel(K: int, D: int, E: int, block_M: int = 16):
+    """``moe.combine_kernel`` (with the shared expert) for T tokens over the layout's NT * block_M rows."""
     from .kernels import moe
-    bm, nt = _moe_layout(bucket, K, E)
-    return moe.moe_up_kernel(T.dynamic("T"), D, I, E, nt, fp8, bm, 64, mma_dtype)
-
-
-def moe_down_bucket_kernel(bucket: int, D: int, I: int, E: int, K: int, fp8: bool, mma_dtype=None):
-    from .kernels import moe
-    bm, nt = _moe_layout(bucket, K, E)
-    return moe.moe_down_kernel(D, I, E, nt, fp8, bm, 64, mma_dtype)
-
-
-def moe_combine_bucket_kernel(bucket: int, K: int, D: int, E: int):
-    from .kernels import moe
-    bm, nt = _moe_layout(bucket, K, E)
-    return moe.combine_kernel(T.dynamic("T"), K, D, nt * bm, True)
+    n = T.dynamic("T")
+    return moe.combine_kernel(n, K, D, moe.max_tiles(n, K, E, block_M) * block_M, True)

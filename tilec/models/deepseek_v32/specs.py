@@ -7,6 +7,16 @@ token and cache lengths stay run-time values and one build serves prefill and de
 every spec a configuration uses, which is what ``library.build_library`` compiles. A spec's ``name``
 is unique for its factory and arguments.
 
+The MoE kernels (gate, permutation, grouped up/down GEMMs, combine) are built once, over the
+symbolic token count ``T``: the padded expert layout's data-dependent tile count is bounded by
+``NT = ceildiv(T * K, block_M) + min(E, T * K)`` (``kernels.moe.max_tiles``), an expression of ``T``,
+so its buffers (``Tok[NT * block_M]``, ``TileE[NT]``, ``H``, ``Y``) are sized per call; the down
+GEMM has no ``T``-shaped parameter and takes ``NT`` as its own symbol, bound by ``TileE``. What stays
+compile-time is ``block_M`` (rows per tile: alloc shapes must be constants), one value for prefill
+and decode (``moe_block_M``: tuned for decode; measured once on ``tiny``, a 512-token prefill spends 8%
+more in the grouped GEMMs than with 64-row tiles, a 128-token one is no slower). The only other size
+specialization is the top-k kernel's row capacity (``topk``: its tiles hold a whole score row).
+
 ``mma`` arguments pick the GEMM operand dtype of the FP8 kernels: float8 on cpu, bfloat16 on ascend
 (no FP8 matrix unit; every e4m3 value is exact in bf16, so the results agree).
 """
@@ -128,38 +138,45 @@ def moe_gate(a: ModelArgs) -> KernelSpec:
                   float(a.route_scale)), (3, 4))
 
 
-def moe_buckets(a: ModelArgs) -> list[int]:
-    """Token counts the MoE permutation is built for (its layout size is compile-time): decode
-    (up to ``max_batch_size`` tokens) and prefill (up to ``max_batch_size * max_seq_len``)."""
-    return sorted({a.max_batch_size, a.max_batch_size * a.max_seq_len})
+def moe_block_M(a: ModelArgs) -> int:
+    """Rows per tile of the padded expert layout, shared by the permutation, the grouped GEMMs and
+    the combine: ``kernels.moe.pick_block_M`` at a decode step of ``max_batch_size`` tokens (decode is
+    the latency-bound phase; the module docstring says what it costs prefill). The rule is restated,
+    not imported: ``kernels.moe`` imports the frontend, which loading a library must not."""
+    avg = a.max_batch_size * a.n_activated_experts / a.n_routed_experts
+    return 16 if avg <= 16 else (32 if avg <= 32 else 64)
 
 
-def moe_permute(a: ModelArgs, bucket: int) -> KernelSpec:
-    return _spec(f"moe_permute_t{bucket}_k{a.n_activated_experts}_e{a.n_routed_experts}", GLUE,
-                 "moe_permute_bucket_kernel", (bucket, a.n_activated_experts, a.n_routed_experts), (1, 2, 3, 4))
+def moe_permute(a: ModelArgs) -> KernelSpec:
+    bm = moe_block_M(a)
+    return _spec(f"moe_permute_k{a.n_activated_experts}_e{a.n_routed_experts}_bm{bm}", MOE, "permute_kernel",
+                 ("$T", a.n_activated_experts, a.n_routed_experts, bm), (1, 2, 3, 4))
 
 
-def _moe_experts(a: ModelArgs, bucket: int, target: str, which: str, out_idx: int) -> KernelSpec:
-    """The grouped expert GEMM ``which`` ("up": w1/w3 + SiLU-GLU, "down": w2) at a token bucket; FP8
-    weights multiply in bf16 on ascend (see ``_mma``), natively elsewhere."""
+def _moe_experts(a: ModelArgs, target: str, which: str, out_idx: int) -> KernelSpec:
+    """The grouped expert GEMM ``which`` ("up": w1/w3 + SiLU-GLU, "down": w2) over the padded layout
+    of a symbolic token count; FP8 weights multiply in bf16 on ascend (see ``_mma``), natively elsewhere."""
     fp8 = a.dtype == "fp8"
     mma = BF16 if (fp8 and target == "ascend") else None
-    return _spec(f"moe_{which}_t{bucket}_d{a.dim}_i{a.moe_inter_dim}_{'fp8' if fp8 else 'bf16'}_{mma or 'native'}",
-                 GLUE, f"moe_{which}_bucket_kernel", (bucket, a.dim, a.moe_inter_dim, a.n_routed_experts,
-                                                     a.n_activated_experts, fp8, mma), (out_idx,))
+    bm = moe_block_M(a)
+    return _spec(f"moe_{which}_d{a.dim}_i{a.moe_inter_dim}_e{a.n_routed_experts}_k{a.n_activated_experts}_bm{bm}"
+                 f"_{'fp8' if fp8 else 'bf16'}_{mma or 'native'}",
+                 GLUE, f"moe_{which}_layout_kernel", (a.dim, a.moe_inter_dim, a.n_routed_experts,
+                                                     a.n_activated_experts, fp8, mma, bm), (out_idx,))
 
 
-def moe_up(a: ModelArgs, bucket: int, target: str = "cpu") -> KernelSpec:
-    return _moe_experts(a, bucket, target, "up", 8 if a.dtype == "fp8" else 5)
+def moe_up(a: ModelArgs, target: str = "cpu") -> KernelSpec:
+    return _moe_experts(a, target, "up", 8 if a.dtype == "fp8" else 5)
 
 
-def moe_down(a: ModelArgs, bucket: int, target: str = "cpu") -> KernelSpec:
-    return _moe_experts(a, bucket, target, "down", 5 if a.dtype == "fp8" else 3)
+def moe_down(a: ModelArgs, target: str = "cpu") -> KernelSpec:
+    return _moe_experts(a, target, "down", 5 if a.dtype == "fp8" else 3)
 
 
-def moe_combine(a: ModelArgs, bucket: int) -> KernelSpec:
-    return _spec(f"moe_combine_t{bucket}_k{a.n_activated_experts}_d{a.dim}", GLUE, "moe_combine_bucket_kernel",
-                 (bucket, a.n_activated_experts, a.dim, a.n_routed_experts), (4,))
+def moe_combine(a: ModelArgs) -> KernelSpec:
+    bm = moe_block_M(a)
+    return _spec(f"moe_combine_k{a.n_activated_experts}_d{a.dim}_e{a.n_routed_experts}_bm{bm}", GLUE,
+                 "moe_combine_layout_kernel", (a.n_activated_experts, a.dim, a.n_routed_experts, bm), (4,))
 
 
 def act_dequant(n: int) -> KernelSpec:
@@ -241,9 +258,7 @@ def kernel_specs(a: ModelArgs, target: str = "cpu") -> list[KernelSpec]:
         out += [moe_gate(a)]
         if a.dtype == "fp8":
             out += [act_quant(a.moe_inter_dim, rnd)]
-        for bucket in moe_buckets(a):
-            out += [moe_permute(a, bucket), moe_up(a, bucket, target), moe_down(a, bucket, target),
-                    moe_combine(a, bucket)]
+        out += [moe_permute(a), moe_up(a, target), moe_down(a, target), moe_combine(a)]
     seen, unique = set(), []
     for s in out:
         if s.name not in seen:
