@@ -89,6 +89,16 @@ class _Pool:
 _pool = _Pool()
 
 
+def _new_pool_after_fork() -> None:
+    # A forked child inherits the pool's queues but none of its threads (and maybe a held lock):
+    # without a fresh pool its first multi-threaded kernel would wait forever for absent workers.
+    global _pool
+    _pool = _Pool()
+
+
+os.register_at_fork(after_in_child=_new_pool_after_fork)
+
+
 MAIN_STACK_LIMIT = 2 << 20  # blocks with more static stack than this never run on the caller's thread
 
 

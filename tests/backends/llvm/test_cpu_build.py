@@ -206,3 +206,32 @@ def test_export_library_of_several_kernels_loads_without_llvmlite(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "OK ['gemm_a', 'softmax_a']" in r.stdout
+
+
+def test_kernels_run_in_a_forked_child_after_the_pool_started():
+    """A process that used the thread pool and then forks (multiprocessing, DataLoader workers) must
+    still run multi-threaded kernels in the child: the child gets a fresh pool."""
+    import multiprocessing
+
+    from backends.llvm import runtime
+
+    hits = []
+    runtime.par_for(lambda: hits.append(1), nblocks=8, threads=2)   # starts the pool's worker thread
+    assert len(hits) == 2
+
+    def child(conn):
+        seen = []
+        runtime.par_for(lambda: seen.append(1), nblocks=8, threads=2)
+        conn.send(len(seen))
+
+    ctx = multiprocessing.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=child, args=(send,))
+    proc.start()
+    try:
+        assert recv.poll(30), "the forked child hung in par_for"
+        assert recv.recv() == 2
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join()
