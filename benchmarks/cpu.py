@@ -71,6 +71,11 @@ def _example(name: str):
         return None
 
 
+# OpenBLAS and OpenMP worker threads spin for up to ~0.1 s after a call; whoever runs next would share
+# the cores with them. Each timed call therefore starts after a pause long enough for them to park.
+SETTLE_S = 0.15
+
+
 def _timed(fns: dict, rounds: int, clock=time.perf_counter) -> dict:
     """Median seconds of each callable, measured in interleaved rounds after one warm-up call each."""
     for f in fns.values():
@@ -78,6 +83,7 @@ def _timed(fns: dict, rounds: int, clock=time.perf_counter) -> dict:
     times = {k: [] for k in fns}
     for _ in range(rounds):
         for k, f in fns.items():
+            time.sleep(SETTLE_S)
             t0 = clock()
             f()
             times[k].append(clock() - t0)
@@ -91,7 +97,7 @@ def _relerr(out: np.ndarray, ref: np.ndarray) -> float:
 
 def bench_gemm(n: int, rounds: int) -> dict:
     gemm = _example("gemm")
-    func = gemm.gemm(n, n, n, block_M=256, block_N=128, block_K=256, dtype="float32").func
+    func = gemm.gemm(n, n, n, block_M=256, block_N=256, block_K=128, dtype="float32").func
     exe = CpuTarget().build(func, {})
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((n, n), np.float32), rng.standard_normal((n, n), np.float32)
