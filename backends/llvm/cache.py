@@ -19,12 +19,13 @@ import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
+from tilec.runtime import cache as runtime_cache
+
 CODEGEN_VERSION = "12"
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("TILEC_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "tilec")
-    return Path(root) / "cpu"
+    return runtime_cache.cache_dir("cpu")
 
 
 def enabled() -> bool:

@@ -18,11 +18,11 @@ import torch
 from tilec import numerics
 from tilec.interp import run
 from tilec.ir import dtypes
+from tilec.runtime.args import allocate, to_storage_numpy, torch_dtype
 from tilec.ir import nodes as N
 
 EXAMPLES = sorted(p for p in (pathlib.Path(__file__).parents[2] / "examples").glob("*.py")
                   if not p.name.startswith("_"))
-TORCH_DTYPES = {"float8_e4m3": torch.float8_e4m3fn}
 
 
 def _load(path: pathlib.Path):
@@ -31,9 +31,6 @@ def _load(path: pathlib.Path):
     spec.loader.exec_module(module)
     return module
 
-
-def _torch_dtype(dtype: str) -> torch.dtype:
-    return TORCH_DTYPES.get(dtype) or getattr(torch, dtype)
 
 
 def _dims(func: N.Func, params: dict) -> dict[str, int]:
@@ -57,24 +54,16 @@ def _random_inputs(func: N.Func, out_idx: list[int], dims: dict, g: torch.Genera
             continue
         if not dtypes.is_float(p.dtype):
             pytest.fail(f"input '{p.name}' is {p.dtype}: the example needs make_inputs()")
-        inputs.append(torch.randn(_shape(p, dims), generator=g).to(_torch_dtype(p.dtype)))
+        inputs.append(torch.randn(_shape(p, dims), generator=g).to(torch_dtype(p.dtype)))
     return inputs
 
 
 def _storage(t: torch.Tensor, dtype: str) -> np.ndarray:
-    t = t.detach().cpu().contiguous().to(_torch_dtype(dtype))
-    if dtype == "bfloat16":
-        return t.view(torch.int16).numpy().view(np.uint16).copy()
-    if dtype == "float8_e4m3":
-        return t.view(torch.uint8).numpy().copy()
-    return t.numpy().copy()
+    return to_storage_numpy(t.detach().cpu().contiguous().to(torch_dtype(dtype)), dtype).copy()
 
 
 def _poisoned(p: N.Buffer, dims: dict) -> np.ndarray:
-    shape, dt = _shape(p, dims), p.dtype
-    if dtypes.is_float(dt):
-        return np.full(shape, numerics.nan_storage(dt), dtypes.storage_numpy(dt))
-    return np.full(shape, -77, dtypes.storage_numpy(dt))
+    return allocate(p, dims, use_torch=False, device="cpu", poison=True)
 
 
 def _check_example(path: pathlib.Path, which: str) -> None:

@@ -18,12 +18,11 @@ import torch
 from backends.ascend.target import AscendTarget
 from tilec import numerics
 from tilec.interp import run as interp_run
-from tilec.ir import dtypes
+from tilec.runtime.args import allocate, to_storage_numpy, torch_dtype
 from tilec.ir import nodes as N
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.py") if not p.name.startswith("_"))
-TORCH_DTYPES = {"float8_e4m3": torch.float8_e4m3fn}
 
 
 def _load(path: pathlib.Path):
@@ -33,28 +32,17 @@ def _load(path: pathlib.Path):
     return module
 
 
-def _tdtype(dtype: str) -> torch.dtype:
-    return TORCH_DTYPES.get(dtype) or getattr(torch, dtype)
-
 
 def _shape(p: N.Buffer, dims: dict) -> list[int]:
     return [dims[e.name] if isinstance(e, N.Var) else int(e.value) for e in p.shape]
 
 
 def _storage(t: torch.Tensor, dtype: str) -> np.ndarray:
-    t = t.detach().cpu().contiguous().to(_tdtype(dtype))
-    if dtype == "bfloat16":
-        return t.view(torch.int16).numpy().view(np.uint16).copy()
-    if dtype == "float8_e4m3":
-        return t.view(torch.uint8).numpy().copy()
-    return t.numpy().copy()
+    return to_storage_numpy(t.detach().cpu().contiguous().to(torch_dtype(dtype)), dtype).copy()
 
 
 def _poisoned(p: N.Buffer, dims: dict) -> np.ndarray:
-    shape, dt = _shape(p, dims), p.dtype
-    if dtypes.is_float(dt):
-        return np.full(shape, numerics.nan_storage(dt), dtypes.storage_numpy(dt))
-    return np.full(shape, -77, dtypes.storage_numpy(dt))
+    return allocate(p, dims, use_torch=False, device="cpu", poison=True)
 
 
 def _func(path: pathlib.Path, which: str):
@@ -81,7 +69,7 @@ def check_example(path: pathlib.Path, which: str) -> None:
     if make:
         inputs = list(make(params, g))
     else:
-        inputs = [torch.randn(_shape(p, dims), generator=g).to(_tdtype(p.dtype))
+        inputs = [torch.randn(_shape(p, dims), generator=g).to(torch_dtype(p.dtype))
                   for k, p in enumerate(func.params) if k not in out_idx]
     args, it = [], iter(inputs)
     for k, p in enumerate(func.params):
