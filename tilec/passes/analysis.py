@@ -40,26 +40,25 @@ def _stmt_regions(s: n.Stmt) -> tuple[list[n.Region], list[n.Region]]:
     return [], []
 
 
-def writes(node) -> set[n.Buffer]:
-    """Buffers written anywhere under ``node`` (a statement, body or kernel)."""
+def _accessed(node, element_node: type, side: int) -> set[n.Buffer]:
+    """Buffers of ``element_node`` (Load or Store) nodes and of tile-op regions on ``side`` (0 read, 1 written)."""
     out: set[n.Buffer] = set()
     for x in v.walk(node):
-        if isinstance(x, n.Store):
+        if isinstance(x, element_node):
             out.add(x.buffer)
         elif isinstance(x, TILE_OPS):
-            out.update(r.buffer for r in _stmt_regions(x)[1])
+            out.update(r.buffer for r in _stmt_regions(x)[side])
     return out
+
+
+def writes(node) -> set[n.Buffer]:
+    """Buffers written anywhere under ``node`` (a statement, body or kernel)."""
+    return _accessed(node, n.Store, 1)
 
 
 def reads(node) -> set[n.Buffer]:
     """Buffers read anywhere under ``node``: loads and the source regions of tile ops."""
-    out: set[n.Buffer] = set()
-    for x in v.walk(node):
-        if isinstance(x, n.Load):
-            out.add(x.buffer)
-        elif isinstance(x, TILE_OPS):
-            out.update(r.buffer for r in _stmt_regions(x)[0])
-    return out
+    return _accessed(node, n.Load, 0)
 
 
 def loads(node) -> list[n.Load]:
