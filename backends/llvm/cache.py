@@ -21,7 +21,7 @@ from typing import Any, Optional
 
 from tilec.runtime import cache as runtime_cache
 
-CODEGEN_VERSION = "12"
+CODEGEN_VERSION = "13"
 
 
 def cache_dir() -> Path:

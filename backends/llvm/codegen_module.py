@@ -14,7 +14,7 @@ from llvmlite import ir
 from tilec.ir import nodes as n
 
 from .codegen import FnCodegen, kernel_dims
-from .types import I32, I64, PTR, VOID
+from .types import I32, I64, PTR, VOID, array_alloca
 
 
 @dataclass
@@ -25,6 +25,7 @@ class KernelMeta:
     launches: list         # [[launch_symbol, nblocks_symbol], ...]
     shapes: list           # per parameter: ints and symbolic dimension names
     stack_bytes: list      # per launch: static stack arrays of one block
+    entry: str = ""        # run(params, dims, nthreads, gomp_parallel): every launch in one native call
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -36,23 +37,26 @@ def symbol_base(func: n.Func, tag: str) -> str:
     return "tilec_" + re.sub(r"[^A-Za-z0-9_]", "_", func.name) + (f"_{tag}" if tag else "")
 
 
-def build_module(func: n.Func, vector_floats: int, tag: str = "", bf16dot: bool = False) -> tuple[ir.Module, KernelMeta]:
+def build_module(func: n.Func, vector_floats: int, tag: str = "",
+                 bf16dot: bool = False) -> tuple[ir.Module, KernelMeta]:
     module = ir.Module(name=func.name)
     dims = kernel_dims(func)
     base = symbol_base(func, tag)
-    launches, stack = [], []
+    launches, stack, fns = [], [], []
     for k, launch in enumerate(func.body):
         if not isinstance(launch, n.Launch):
             raise _not_launch(launch)
         block, nbytes = _block_fn(module, func, dims, launch, f"{base}_block{k}", vector_floats, bf16dot)
         stack.append(nbytes)
         nb = _nblocks_fn(module, func, dims, launch, f"{base}_nblocks{k}", vector_floats)
-        _launch_fn(module, func, dims, launch, f"{base}_launch{k}", block, nb, vector_floats)
+        lf = _launch_fn(module, func, dims, launch, f"{base}_launch{k}", block, nb, vector_floats)
+        fns.append((lf, nb, _team_fn(module, lf, f"{base}_team{k}")))
         launches.append([f"{base}_launch{k}", f"{base}_nblocks{k}"])
+    _run_fn(module, f"{base}_run", fns)
     params = [[p.name, p.dtype, len(p.shape)] for p in func.params]
     shapes = [[int(d.value) if isinstance(d, n.Const) else getattr(d, "name", "?") for d in p.shape]
               for p in func.params]
-    return module, KernelMeta(func.name, params, dims, launches, shapes, stack)
+    return module, KernelMeta(func.name, params, dims, launches, shapes, stack, f"{base}_run")
 
 
 def _not_launch(s: n.Stmt):
@@ -135,3 +139,63 @@ def _launch_fn(module, func, dims, launch, name, block, nbfn, vl) -> ir.Function
     b.position_at_end(done)
     cg.finish()
     return fn
+
+
+# --- the native entry: every launch in one call, fanned out on the OpenMP runtime ----------------------
+# GOMP_parallel(fn, data, num_threads, flags) runs fn(data) on a team of num_threads (the caller is one
+# of them) and returns when all are done. The runtime passes its address in, so the object file has no
+# link-time dependency on an OpenMP library and the JIT and ahead-of-time paths are the same code.
+# TEAM_DATA: three pointers: params, dims, counter
+TEAM_FN = ir.FunctionType(VOID, [PTR])
+GOMP_PARALLEL = ir.FunctionType(VOID, [PTR, PTR, I32, I32])
+
+
+def _team_fn(module, launch_fn, name) -> ir.Function:
+    """``team(data)``: one team member's share of a launch, ``launch(data->params, data->dims, data->counter)``."""
+    fn = ir.Function(module, TEAM_FN, name=name)
+    fn.linkage = "internal"
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    fields = [b.load(b.gep(fn.args[0], [ir.Constant(I64, i)], inbounds=True, source_etype=PTR), typ=PTR)
+              for i in range(3)]
+    b.call(launch_fn, fields)
+    b.ret_void()
+    return fn
+
+
+def _run_fn(module, name, fns) -> ir.Function:
+    """``run(params, dims, nthreads, gomp_parallel)``: each launch in order on min(nthreads, blocks)
+    threads; on the caller alone when that is 1 or ``gomp_parallel`` is null."""
+    fn = ir.Function(module, ir.FunctionType(VOID, [PTR, PTR, I32, PTR]), name=name)
+    params, dims, nthreads, gomp = fn.args
+    gomp = _TypedCallee(gomp, GOMP_PARALLEL)
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    counter = array_alloca(b, I64, 1)
+    data = array_alloca(b, PTR, 3)           # TEAM_DATA
+    for i, v in enumerate((params, dims, counter)):
+        b.store(v, b.gep(data, [ir.Constant(I64, i)], inbounds=True, source_etype=PTR))
+    no_gomp = b.icmp_unsigned("==", b.ptrtoint(gomp, I64), ir.Constant(I64, 0))
+    for launch_fn, nblocks_fn, team_fn in fns:
+        total = b.call(nblocks_fn, [dims])
+        b.store(ir.Constant(I64, 0), counter)
+        width = b.select(b.icmp_signed("<", total, b.sext(nthreads, I64)), total, b.sext(nthreads, I64))
+        serial = b.or_(no_gomp, b.icmp_signed("<=", width, ir.Constant(I64, 1)))
+        with b.if_else(serial) as (then, otherwise):
+            with then:
+                with b.if_then(b.icmp_signed(">", total, ir.Constant(I64, 0))):
+                    b.call(launch_fn, [params, dims, counter])
+            with otherwise:
+                b.call(gomp, [team_fn, data, b.trunc(width, I32), ir.Constant(I32, 0)])
+    b.ret_void()
+    return fn
+
+
+
+class _TypedCallee:
+    """A function pointer as a callee: an indirect call through an opaque pointer needs the function's
+    type, which llvmlite reads from ``function_type``."""
+
+    def __init__(self, value: ir.Value, fnty: ir.FunctionType):
+        self.value, self.function_type, self.type = value, fnty, value.type
+
+    def get_reference(self) -> str:
+        return self.value.get_reference()

@@ -122,3 +122,15 @@ def jit_add(mod: llvm.ModuleRef, symbols: list[str]) -> dict[str, int]:
         engine.finalize_object()
         _state["modules"].append(mod)  # the engine owns it now; keep the Python wrapper alive too
         return {s: engine.get_function_address(s) for s in symbols}
+
+
+def jit_add_object(obj: bytes, symbols: list[str]) -> dict[str, int]:
+    """Load a compiled object file (``emit_object``'s bytes, e.g. from the disk cache) into the process's
+    engine and return the addresses of ``symbols``: the JIT path without recompiling."""
+    with _lock:
+        engine = _state["engine"]
+        ref = llvm.ObjectFileRef.from_data(obj)
+        engine.add_object_file(ref)
+        engine.finalize_object()
+        _state["modules"].append(ref)  # the engine reads the object's sections; keep its bytes alive
+        return {s: engine.get_function_address(s) for s in symbols}

@@ -1,11 +1,21 @@
-"""Running compiled CPU kernels: the persistent worker pool, the ``par_for`` seam and argument passing.
+"""Running compiled CPU kernels: threads, and argument passing.
 
-Every launch of a kernel is a native function ``launch(params, dims, counter)`` that worker threads
-call concurrently; each call takes block numbers from the shared atomic ``counter`` until the grid is
-done. ``par_for`` is the single place that decides how many threads run it: the pool is created once
-per process, as wide as the machine (``TILEC_NUM_THREADS`` overrides, read at every call), and its
-threads call through ctypes, which releases the GIL while native code runs. Nothing here needs
-llvmlite: the ahead-of-time path loads a shared library with ctypes and uses this module alone.
+Every launch of a kernel is a native function ``launch(params, dims, counter)`` that threads call
+concurrently; each call takes block numbers from the shared atomic ``counter`` until the grid is done,
+so results never depend on how many threads run it. Two ways to fan a launch out:
+
+- ``openmp`` (default): the kernel's native entry ``run(params, dims, nthreads, gomp_parallel)``
+  (codegen_module.py) runs every launch in ONE ctypes call, each on an OpenMP team started with
+  ``GOMP_parallel`` (libgomp, which PyTorch also uses: the process keeps one pool, not two). A launch
+  then costs a few microseconds, against tens for a hand-off to Python threads; that is what a model
+  making a hundred small kernel calls per token needs.
+- ``python``: a persistent pool of Python threads (``_Pool``), used when no OpenMP runtime is found,
+  in a forked child (GNU OpenMP does not survive fork), for blocks whose stack arrays are too big for
+  an OpenMP worker's default stack, and when ``TILEC_CPU_POOL=python``.
+
+Width: as many threads as the process may run on (``TILEC_NUM_THREADS`` overrides, read at every
+call), never more than the launch has blocks. ctypes releases the GIL while native code runs. Nothing
+here needs llvmlite: the ahead-of-time path loads a shared library with ctypes and uses this module.
 """
 from __future__ import annotations
 
@@ -19,14 +29,64 @@ import numpy as np
 
 LAUNCH_T = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
 NBLOCKS_T = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p)
+RUN_T = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32, ctypes.c_void_p)
 WORKER_STACK = 64 << 20  # block-local buffers live on the stack; give workers room
+# An OpenMP worker's stack is the pthread default (8 MB here, the stack rlimit; at least 2 MB); the
+# caller's share of a launch runs on the calling thread's stack. Blocks with bigger stack arrays go to
+# the Python pool, whose workers have WORKER_STACK.
+OPENMP_STACK_LIMIT = 1 << 20
+OPENMP_LIBRARIES = ("libgomp.so.1", "libomp.so", "libomp.dylib", "libiomp5.so")
+
+
+def _machine_threads() -> int:
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+_MACHINE_THREADS = _machine_threads()  # read once: os.cpu_count costs microseconds per call
 
 
 def num_threads() -> int:
     env = os.environ.get("TILEC_NUM_THREADS", "")
     if env.strip().isdigit() and int(env) > 0:
         return int(env)
-    return os.cpu_count() or 1
+    return _MACHINE_THREADS
+
+
+def _find_gomp_parallel() -> int:
+    """Address of ``GOMP_parallel`` in the process's OpenMP runtime, or 0 when there is none.
+
+    The runtime PyTorch loaded is found first (dlopen by soname returns the copy already in the process,
+    so tilec and torch share one pool); else the system's; else the copy in torch's wheel, found
+    without importing torch. LLVM's and Intel's runtimes export the same entry point."""
+    import importlib.util
+    candidates = list(OPENMP_LIBRARIES)
+    spec = importlib.util.find_spec("torch")
+    if spec is not None and spec.submodule_search_locations:
+        lib_dir = os.path.join(list(spec.submodule_search_locations)[0], "lib")
+        candidates += [os.path.join(lib_dir, name) for name in OPENMP_LIBRARIES]
+    for name in candidates:
+        try:
+            lib = ctypes.CDLL(name)
+            return ctypes.cast(lib.GOMP_parallel, ctypes.c_void_p).value or 0
+        except (OSError, AttributeError):
+            continue
+    return 0
+
+
+_gomp_parallel: Optional[int] = None   # found at the first kernel call; 0: none
+
+
+def gomp_parallel() -> int:
+    """``GOMP_parallel``'s address when the OpenMP path is on (see the module docstring), else 0."""
+    global _gomp_parallel
+    if os.environ.get("TILEC_CPU_POOL", "openmp") == "python":
+        return 0
+    if _gomp_parallel is None:
+        _gomp_parallel = _find_gomp_parallel()
+    return _gomp_parallel
 
 
 class _Pool:
@@ -92,8 +152,10 @@ _pool = _Pool()
 def _new_pool_after_fork() -> None:
     # A forked child inherits the pool's queues but none of its threads (and maybe a held lock):
     # without a fresh pool its first multi-threaded kernel would wait forever for absent workers.
-    global _pool
+    # GNU OpenMP has the same flaw and no fix, so a child uses the Python pool only.
+    global _pool, _gomp_parallel
     _pool = _Pool()
+    _gomp_parallel = 0
 
 
 os.register_at_fork(after_in_child=_new_pool_after_fork)
@@ -119,8 +181,11 @@ class NativeKernel:
     def __init__(self, meta: dict, addresses: dict[str, int], keepalive=None):
         self.meta = meta
         self.keepalive = keepalive  # the CDLL or the JIT module that owns the code
-        self.launches = [(LAUNCH_T(addresses[l]), NBLOCKS_T(addresses[c])) for l, c in meta["launches"]]
+        self.launches = [(LAUNCH_T(addresses[run]), NBLOCKS_T(addresses[count])) for run, count in meta["launches"]]
         self.stacks = meta.get("stack_bytes") or [0] * len(self.launches)
+        # libraries built before the native entry existed have no "entry": they use the Python pool
+        small = max(self.stacks, default=0) <= OPENMP_STACK_LIMIT
+        self.entry = RUN_T(addresses[meta["entry"]]) if meta.get("entry") and small else None
         self._ptrs_t = ctypes.c_void_p * max(len(meta["params"]), 1)
         self._dims_t = ctypes.c_int32 * max(len(meta["dims"]), 1)
 
@@ -144,6 +209,11 @@ class NativeKernel:
         does for numpy arrays; the model library does for torch tensors)."""
         ptrs = self._ptrs_t(*pointers)
         dvals = self._dims_t(*dim_values)
+        if self.entry is not None:
+            gomp = gomp_parallel()
+            if gomp:
+                self.entry(ptrs, dvals, threads or num_threads(), gomp)
+                return
         p_params, p_dims = ctypes.addressof(ptrs), ctypes.addressof(dvals)
         for (launch, nblocks), stack in zip(self.launches, self.stacks):
             total = nblocks(p_dims)
@@ -162,3 +232,9 @@ class NativeKernel:
                     return a.shape[d]
         from tilec.errors import TilecError
         raise TilecError(f"cpu target: no value for symbolic dimension '{name}'")
+
+
+def entry_symbols(meta: dict) -> list[str]:
+    """Every native symbol ``NativeKernel`` needs from a kernel's code (see ``KernelMeta``)."""
+    syms = [s for pair in meta["launches"] for s in pair]
+    return syms + ([meta["entry"]] if meta.get("entry") else [])

@@ -4,7 +4,8 @@
 vectorizers on for the host CPU (llvm_env.py) and produces native code one of two ways:
 - ``aot`` (default when a C compiler exists): object file -> shared library (aot.py), kept in the
   on-disk compile cache (cache.py) and loaded with ctypes; a cached kernel loads without llvmlite.
-- ``jit``: the module is added to the process's one MCJIT engine (no disk cache).
+- ``jit``: the object file (from the on-disk object cache, else compiled and stored there) is added to
+  the process's one MCJIT engine; no C compiler needed.
 Options: ``cpu_build`` ("aot" | "jit", also ``TILEC_CPU_BUILD``), ``num_threads`` (else
 ``TILEC_NUM_THREADS``/the machine), ``cpu_bf16dot`` (default on). The returned ``CpuExecutable`` runs
 the kernel on numpy arrays in storage dtype (``run(args, dims)``) and carries the LLVM IR as ``source``.
@@ -14,13 +15,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Union
 
 from tilec.ir import nodes as n
 
 from . import cache
 from .aot import c_compiler, link_shared
-from .runtime import NativeKernel
+from .runtime import NativeKernel, entry_symbols
 
 _BUILD_KEYS = ("cpu_build",)
 
@@ -56,6 +57,31 @@ def build_library(func: n.Func, options: Optional[dict] = None) -> tuple[bytes, 
     text, meta = generate_llvm_ir(func, options)
     obj = llvm_env.emit_object(llvm_env.optimize(text))
     return link_shared(obj), meta, text
+
+
+def compile_object(func: n.Func, options: Optional[dict] = None) -> tuple[bytes, dict]:
+    """(object file, kernel metadata) of ``func``, from the on-disk object cache when it has them
+    (``$TILEC_CACHE_DIR/cpu-object``, same key and integrity rules as the library cache). The JIT path
+    loads these objects into its engine; the model library links many of them into one library."""
+    import hashlib
+    key = cache.make_key(func, "cpu-object", {k: v for k, v in (options or {}).items() if k != "num_threads"})
+    folder = cache.cache_dir().parent / "cpu-object"
+    obj_path, meta_path = folder / f"{key}.o", folder / f"{key}.json"
+    if cache.enabled() and obj_path.is_file() and meta_path.is_file():
+        try:
+            entry = json.loads(meta_path.read_text())
+            data = obj_path.read_bytes()
+            if hashlib.sha256(data).hexdigest() == entry["sha256"]:
+                return data, entry["meta"]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass                                   # a corrupt entry is a miss: rebuild and overwrite
+    from . import llvm_env
+    text, meta = generate_llvm_ir(func, options)
+    obj = llvm_env.emit_object(llvm_env.optimize(text))
+    if cache.enabled():
+        cache.atomic_write(obj_path, obj)
+        cache.atomic_write(meta_path, json.dumps({"sha256": hashlib.sha256(obj).hexdigest(), "meta": meta}).encode())
+    return obj, meta
 
 
 def export_library(funcs, path, options: Optional[dict] = None) -> dict:
@@ -94,13 +120,19 @@ def load_exported(path, threads: Optional[int] = None) -> dict:
 class CpuExecutable:
     """A compiled kernel: ``run(args, dims)`` on numpy arrays in storage dtype, outputs written in place."""
 
-    def __init__(self, kernel: NativeKernel, source: str, binary: Optional[bytes], path: Optional[Path],
-                 threads: Optional[int]):
+    def __init__(self, kernel: NativeKernel, source: Union[str, Callable[[], str]], binary: Optional[bytes],
+                 path: Optional[Path], threads: Optional[int]):
         self.kernel = kernel
-        self.source = source
+        self._source = source      # the LLVM IR, or a function that generates it when first asked
         self.binary = binary
         self.library_path = path
         self.threads = threads
+
+    @property
+    def source(self) -> str:
+        if callable(self._source):
+            self._source = self._source()
+        return self._source
 
     def run(self, args: list[Any], dims: dict[str, int]) -> None:
         self.kernel.run(list(args), dims or {}, self.threads)
@@ -110,10 +142,7 @@ def load_library(path: Path, meta: dict) -> NativeKernel:
     """Load an ahead-of-time kernel library with ctypes only."""
     import ctypes
     lib = ctypes.CDLL(str(path))
-    addrs = {}
-    for launch, count in meta["launches"]:
-        addrs[launch] = ctypes.cast(getattr(lib, launch), ctypes.c_void_p).value
-        addrs[count] = ctypes.cast(getattr(lib, count), ctypes.c_void_p).value
+    addrs = {sym: ctypes.cast(getattr(lib, sym), ctypes.c_void_p).value for sym in entry_symbols(meta)}
     return NativeKernel(meta, addrs, keepalive=lib)
 
 
@@ -155,9 +184,10 @@ class CpuTarget:
         return CpuExecutable(load_library(path, meta), text, lib, path, threads)
 
     def _build_jit(self, func: n.Func, threads, options: dict) -> CpuExecutable:
+        """In-process: the object file (compiled, or from the object cache) joins the process's engine.
+        The LLVM IR is generated only when asked for (``source``), as the AOT path reads it from the cache."""
         from . import llvm_env
-        text, meta = generate_llvm_ir(func, options)
-        mod = llvm_env.optimize(text)
-        syms = [s for pair in meta["launches"] for s in pair]
-        addrs = llvm_env.jit_add(mod, syms)
-        return CpuExecutable(NativeKernel(meta, addrs, keepalive=mod), text, None, None, threads)
+        obj, meta = compile_object(func, options)
+        addrs = llvm_env.jit_add_object(obj, entry_symbols(meta))
+        return CpuExecutable(NativeKernel(meta, addrs, keepalive=obj), lambda: generate_llvm_ir(func, options)[0],
+                             None, None, threads)

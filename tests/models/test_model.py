@@ -194,6 +194,14 @@ def test_library_manifest_and_errors(tiny_lib, tmp_path):
         lib["nope"]
     with pytest.raises(LibraryError, match="wants a contiguous bfloat16"):
         lib["rms_norm_256"](torch.zeros(3, 256), torch.ones(256))
+    # a checked call memoizes its shapes; dtype and layout are still checked on every later call
+    rms, w_dtype = lib["rms_norm_256"], torch.float32
+    x = torch.randn(3, 256).to(torch.bfloat16)
+    assert torch.isfinite(rms(x, torch.ones(256, dtype=w_dtype)).float()).all()
+    with pytest.raises(LibraryError, match="wants a contiguous bfloat16"):
+        rms(x.float(), torch.ones(256, dtype=w_dtype))
+    with pytest.raises(LibraryError, match="not contiguous"):
+        rms(torch.randn(256, 3).to(torch.bfloat16).t(), torch.ones(256, dtype=w_dtype))
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "manifest.json").write_text(json.dumps(man))

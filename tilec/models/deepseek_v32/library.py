@@ -37,6 +37,7 @@ from .specs import KernelSpec, kernel_specs
 FORMAT = "tilec-model-library"
 FORMAT_VERSION = 1
 LIB_NAME = "libmodel.so"
+LAYOUT_MEMO = 4096   # checked shape bindings kept per kernel (decode adds one per cache length)
 
 
 class LibraryError(RuntimeError):
@@ -55,29 +56,9 @@ def _shape_entry(e: Any) -> Any:
     return {"expr": shape_text([e])[1:-1]}
 
 
-def _compile_object(func: Any, options: dict) -> tuple[bytes, dict, str]:
-    """(object file, launch metadata, IR text) of one kernel, with an on-disk object cache next to
-    the cpu backend's library cache (the model links objects, the backend caches linked kernels)."""
-    from backends.llvm import cache, llvm_env
-    from backends.llvm.target import generate_llvm_ir
-    key = cache.make_key(func, "cpu-object", options)
-    folder = cache.cache_dir().parent / "cpu-object"
-    obj_path, meta_path = folder / f"{key}.o", folder / f"{key}.json"
-    ir = cache.ir_text(func)
-    if cache.enabled() and obj_path.is_file() and meta_path.is_file():
-        try:
-            entry = json.loads(meta_path.read_text())
-            data = obj_path.read_bytes()
-            if hashlib.sha256(data).hexdigest() == entry["sha256"]:
-                return data, entry["meta"], ir
-        except (OSError, ValueError, KeyError):
-            pass
-    text, meta = generate_llvm_ir(func, options)
-    obj = llvm_env.emit_object(llvm_env.optimize(text))
-    if cache.enabled():
-        cache.atomic_write(obj_path, obj)
-        cache.atomic_write(meta_path, json.dumps({"sha256": hashlib.sha256(obj).hexdigest(), "meta": meta}).encode())
-    return obj, meta, ir
+def cache_ir_text(func: Any) -> str:
+    from backends.llvm.cache import ir_text
+    return ir_text(func)
 
 
 def _kernel_entry(spec: KernelSpec, options: dict) -> tuple[dict, bytes]:
@@ -85,7 +66,9 @@ def _kernel_entry(spec: KernelSpec, options: dict) -> tuple[dict, bytes]:
     from tilec.runtime.kernel import verify
     func = spec.build().func
     verify(func)
-    obj, meta, ir = _compile_object(func, options)
+    from backends.llvm.target import compile_object
+    obj, meta = compile_object(func, options)
+    ir = cache_ir_text(func)
     entry = {**spec.to_json(), "kernel": func.name, "ir_sha256": hashlib.sha256(ir.encode()).hexdigest(),
              "params": [{"name": p.name, "dtype": p.dtype, "shape": [_shape_entry(e) for e in p.shape]}
                         for p in func.params],
@@ -138,7 +121,10 @@ class LibKernel:
         self.in_idx = [i for i in range(len(self.params)) if i not in self.out_idx]
         self.dim_names = list(entry["meta"]["dims"])
         self.dtypes = [torch_dtype(p["dtype"]) for p in self.params]
+        self.in_dtypes = [self.dtypes[i] for i in self.in_idx]
+        self.out_dtypes = [self.dtypes[i] for i in self.out_idx]
         self.native = load_native(Path(path), entry["meta"])
+        self._layouts: dict[tuple, tuple[list[int], list[list[int]]]] = {}
 
     def __repr__(self) -> str:
         return f"LibKernel({self.name})"
@@ -169,16 +155,33 @@ class LibKernel:
                                        f"{want['expr']} = {_eval_dim(want, dims)} at {dims}, got {list(x.shape)}")
         return dims
 
-    def __call__(self, *inputs: torch.Tensor) -> Any:
+    def _layout(self, inputs: tuple) -> tuple[list[int], list[list[int]]]:
+        """The checked binding of a set of input shapes: (dim values in the native order, output shapes)."""
         dims = self._bind(inputs)
+        outs = [[_eval_dim(e, dims) for e in self.params[i]["shape"]] for i in self.out_idx]
+        return [dims[n] for n in self.dim_names], outs
+
+    def __call__(self, *inputs: torch.Tensor) -> Any:
+        # A model calls each kernel with the same few shapes over and over: the binding of a shape
+        # set is checked once and memoized; dtype and contiguity are checked on every call.
+        key = tuple(x.shape for x in inputs)
+        hit = self._layouts.get(key)
+        if hit is None:
+            if len(self._layouts) >= LAYOUT_MEMO:
+                self._layouts.clear()
+            hit = self._layouts[key] = self._layout(inputs)
+        else:
+            for x, dt in zip(inputs, self.in_dtypes):
+                if x.dtype is not dt or not x.is_contiguous():
+                    self._bind(inputs)                 # raises the full message
+        dim_values, out_shapes = hit
+        outs = [torch.empty(shape, dtype=dt) for shape, dt in zip(out_shapes, self.out_dtypes)]
         arrays: list[Any] = [None] * len(self.params)
         for i, x in zip(self.in_idx, inputs):
             arrays[i] = x
-        for i in self.out_idx:
-            shape = [_eval_dim(e, dims) for e in self.params[i]["shape"]]
-            arrays[i] = torch.empty(shape, dtype=self.dtypes[i])
-        self.native.call([a.data_ptr() for a in arrays], [dims[n] for n in self.dim_names])
-        outs = [arrays[i] for i in self.out_idx]
+        for i, y in zip(self.out_idx, outs):
+            arrays[i] = y
+        self.native.call([a.data_ptr() for a in arrays], dim_values)
         return outs[0] if len(outs) == 1 else outs
 
 
