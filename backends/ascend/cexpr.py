@@ -194,8 +194,10 @@ class ExprPrinter:
         if dst == "bool":
             return f"(({v}) != 0)"
         if dtypes.is_float(dst):
-            return to_compute(to_storage(f"({COMPUTE[dst] if dst in ('float32', 'float64') else 'float'})({v})", dst), dst) \
-                if dst not in ("float32", "float64") else f"({COMPUTE[dst]})({v})"
+            if dst in ("float32", "float64"):
+                return f"({COMPUTE[dst]})({v})"
+            # Half types: convert through float, round to storage (RNE), widen back to compute.
+            return to_compute(to_storage(f"(float)({v})", dst), dst)
         if dtypes.is_float(src):
             return f"tilec_f2i<{CTYPE[dst]}>((double)({v}))"
         return f"({CTYPE[dst]})({v})"
@@ -214,8 +216,14 @@ PRELUDE = r"""
 // float->int with truncation and saturation (tilec's numeric rules).
 template <typename T> __aicore__ inline T tilec_min(T a, T b) { return (b < a) ? b : a; }
 template <typename T> __aicore__ inline T tilec_max(T a, T b) { return (a < b) ? b : a; }
-template <typename T> __aicore__ inline T tilec_floordiv(T a, T b) { T q = a / b; return (q * b != a && ((a < 0) != (b < 0))) ? q - 1 : q; }
-template <typename T> __aicore__ inline T tilec_floormod(T a, T b) { T r = a % b; return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r; }
+template <typename T> __aicore__ inline T tilec_floordiv(T a, T b) {
+    T q = a / b;
+    return (q * b != a && ((a < 0) != (b < 0))) ? q - 1 : q;
+}
+template <typename T> __aicore__ inline T tilec_floormod(T a, T b) {
+    T r = a % b;
+    return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
+}
 __aicore__ inline float tilec_fmod_floor(float a, float b) { return a - floorf(a / b) * b; }
 __aicore__ inline double tilec_fmod_floor(double a, double b) { return a - std::floor(a / b) * b; }
 template <typename T> __aicore__ inline T tilec_f2i(double v) {
@@ -266,9 +274,9 @@ __aicore__ inline int64_t tilec_clip(int64_t start, int64_t dim, int64_t ext) {
     return v < 0 ? 0 : (v > ext ? ext : v);
 }
 template <typename T>
-__aicore__ inline void TileGmToUb(const LocalTensor<T>& dst, const GlobalTensor<T>& gm, int64_t off, uint32_t rows, uint32_t cols,
-                                  uint32_t ubPitch, int64_t gmPitch, int64_t rowStart, int64_t rowDim, int64_t colStart,
-                                  int64_t colDim, bool otherValid) {
+__aicore__ inline void TileGmToUb(const LocalTensor<T>& dst, const GlobalTensor<T>& gm, int64_t off,
+                                  uint32_t rows, uint32_t cols, uint32_t ubPitch, int64_t gmPitch,
+                                  int64_t rowStart, int64_t rowDim, int64_t colStart, int64_t colDim, bool otherValid) {
     int64_t vr = otherValid ? tilec_clip(rowStart, rowDim, rows) : 0, vc = tilec_clip(colStart, colDim, cols);
     bool fullRows = cols == ubPitch;
     if (rowStart < 0 || colStart < 0 || (vc < cols && !fullRows && (vc * sizeof(T)) % 32 != 0)) {
@@ -290,14 +298,15 @@ __aicore__ inline void TileGmToUb(const LocalTensor<T>& dst, const GlobalTensor<
     }
     if (vr == 0 || vc == 0) return;
     uint32_t bytes = (uint32_t)(vc * sizeof(T)), padded = (bytes + 31) / 32 * 32;
-    DataCopyExtParams p((uint16_t)vr, bytes, (uint32_t)((gmPitch - vc) * sizeof(T)), (ubPitch * sizeof(T) - padded) / 32, 0);
+    DataCopyExtParams p((uint16_t)vr, bytes, (uint32_t)((gmPitch - vc) * sizeof(T)),
+                        (ubPitch * sizeof(T) - padded) / 32, 0);
     DataCopyPadExtParams<T> pad(true, 0, (uint8_t)((padded - bytes) / sizeof(T)), T(0));
     DataCopyPad(dst, gm[off], p, pad);
 }
 template <typename T>
-__aicore__ inline void TileUbToGm(const GlobalTensor<T>& gm, int64_t off, const LocalTensor<T>& src, uint32_t rows, uint32_t cols,
-                                  uint32_t ubPitch, int64_t gmPitch, int64_t rowStart, int64_t rowDim, int64_t colStart,
-                                  int64_t colDim, bool otherValid) {
+__aicore__ inline void TileUbToGm(const GlobalTensor<T>& gm, int64_t off, const LocalTensor<T>& src,
+                                  uint32_t rows, uint32_t cols, uint32_t ubPitch, int64_t gmPitch,
+                                  int64_t rowStart, int64_t rowDim, int64_t colStart, int64_t colDim, bool otherValid) {
     int64_t vr = otherValid ? tilec_clip(rowStart, rowDim, rows) : 0, vc = tilec_clip(colStart, colDim, cols);
     if (rowStart < 0 || colStart < 0) {
         PipeBarrier<PIPE_ALL>();
@@ -311,7 +320,8 @@ __aicore__ inline void TileUbToGm(const GlobalTensor<T>& gm, int64_t off, const 
     }
     if (vr == 0 || vc == 0) return;
     uint32_t bytes = (uint32_t)(vc * sizeof(T)), padded = (bytes + 31) / 32 * 32;
-    DataCopyExtParams p((uint16_t)vr, bytes, (ubPitch * sizeof(T) - padded) / 32, (uint32_t)((gmPitch - vc) * sizeof(T)), 0);
+    DataCopyExtParams p((uint16_t)vr, bytes, (ubPitch * sizeof(T) - padded) / 32,
+                        (uint32_t)((gmPitch - vc) * sizeof(T)), 0);
     DataCopyPad(gm[off], src, p);
 }
 """

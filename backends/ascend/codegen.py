@@ -107,7 +107,8 @@ class _KernelWriter:
                   "        if ASCEND_IS_AIC {",
                   f"            pipe.InitBuffer(inQueueA1, {nq}, {align32(self.cube.l1_a)});",
                   f"            pipe.InitBuffer(inQueueB1, {nq}, {align32(self.cube.l1_b)});",
-                  "            pipe.InitBuffer(inQueueA2, 1, 65536);", "            pipe.InitBuffer(inQueueB2, 1, 65536);",
+                  "            pipe.InitBuffer(inQueueA2, 1, 65536);",
+                  "            pipe.InitBuffer(inQueueB2, 1, 65536);",
                   "            pipe.InitBuffer(outQueueCO1, 1, 131072);", "            return;", "        }"]
         for lb in self.plan.locals.values():
             if lb.queue:
@@ -145,8 +146,9 @@ class _KernelWriter:
             nq = cube.l1_num()
             L += [f"    TQue<QuePosition::A1, {nq}> inQueueA1;", f"    TQue<QuePosition::B1, {nq}> inQueueB1;",
                   "    TQue<QuePosition::A2, 1> inQueueA2;", "    TQue<QuePosition::B2, 1> inQueueB2;",
-                  "    TQue<QuePosition::CO1, 1> outQueueCO1;", "    GM_ADDR wsBase;", "    GlobalTensor<int64_t> ctrlGm;",
-                  "    GlobalTensor<float> wsCf;", "    GlobalTensor<int32_t> wsCi;"]
+                  "    TQue<QuePosition::CO1, 1> outQueueCO1;", "    GM_ADDR wsBase;",
+                  "    GlobalTensor<int64_t> ctrlGm;", "    GlobalTensor<float> wsCf;",
+                  "    GlobalTensor<int32_t> wsCi;"]
             if cube.resident is not None:
                 L.append(f"    LocalTensor<{CTYPE[cube.resident.buf.dtype]}> cRes;  // resident L0C accumulator (AIC)")
             for t in sorted({CTYPE[g.at] for g in cube.gemms}):
@@ -181,7 +183,8 @@ def _host_driver(func: N.Func, dims: list[str], tname: str, infos: list[dict]) -
     n = len(func.params)
     L = ["#ifdef ASCENDC_CPU_DEBUG", '#include "tikicpulib.h"',
          "// Host driver (CANN CPU debug style): GM buffers from GmAlloc, one ICPU_RUN_KF per launch.",
-         'extern "C" int tilec_launch(void** args, const int64_t* nbytes, const int32_t* dims, char* err, int errlen) {',
+         ('extern "C" int tilec_launch(void** args, const int64_t* nbytes, const int32_t* dims, '
+          'char* err, int errlen) {'),
          f"    uint8_t* gm[{max(n, 1)}];",
          f"    for (int i = 0; i < {n}; ++i) {{",
          "        gm[i] = (uint8_t*)AscendC::GmAlloc(nbytes[i] > 0 ? nbytes[i] : 1);",
@@ -198,7 +201,8 @@ def _host_driver(func: N.Func, dims: list[str], tname: str, infos: list[dict]) -
               f"        int64_t total = {info['total']};",
               f"        int32_t blockDim = (int32_t)(total < {cap} ? total : {cap});",
               "        if (blockDim > 0) {",
-              f"            uint8_t* ws = (uint8_t*)AscendC::GmAlloc((size_t)blockDim * {info['cls']}::kWsPerCore + 64);",
+              (f"            uint8_t* ws = (uint8_t*)AscendC::GmAlloc("
+               f"(size_t)blockDim * {info['cls']}::kWsPerCore + 64);"),
               f"            AscendC::SetKernelMode(KernelMode::{mode});",
               f"            bool ok = ICPU_RUN_KF({info['kname']}, blockDim, {args});",
               "            AscendC::GmFree(ws);",

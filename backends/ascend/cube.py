@@ -128,7 +128,9 @@ class Cube:
             g.b_src = self.sources[s.b.buffer.name]
             g.b_kn = not s.trans_b
         self.gemms.append(g)
-        self.ws_a, self.ws_b, self.ws_c = max(self.ws_a, Mp * Kp * item), max(self.ws_b, Np * Kp * item), max(self.ws_c, Mp * Np * 4)
+        self.ws_a = max(self.ws_a, Mp * Kp * item)
+        self.ws_b = max(self.ws_b, Np * Kp * item)
+        self.ws_c = max(self.ws_c, Mp * Np * 4)
         self.l1_a, self.l1_b = max(self.l1_a, Mp * Kp * item), max(self.l1_b, Np * Kp * item)
         low.need_scratch(max(Mp * Kp * item, Np * Kp * item, Mp * Np * 4) + 64)
         t = CTYPE[at]
@@ -190,21 +192,26 @@ class Cube:
         e("}")
         e("PipeBarrier<PIPE_ALL>();")
 
-    def stage(self, low, r: N.Region, rows: int, cols: int, vr: int, vc: int, transpose: bool, t: str, ws: str, what: str) -> None:
+    def stage(self, low, r: N.Region, rows: int, cols: int, vr: int, vc: int, transpose: bool, t: str, ws: str,
+              what: str) -> None:
         """Write the operand as a zero-padded [rows, cols] ND matrix into the workspace at ``ws``."""
         e = low.emit
         lb = low.plan.locals.get(r.buffer.name)
         whole = lb is not None and all(is_const(st, 0) for st in r.starts) and \
-            [d for d in lb.shape if d != 1] == [rows, cols] and not transpose and r.buffer.dtype == CTYPE_INV.get(t, r.buffer.dtype)
+            [d for d in lb.shape if d != 1] == [rows, cols] and not transpose and \
+            r.buffer.dtype == CTYPE_INV.get(t, r.buffer.dtype)
         gname = f"ws{ws[3]}"
         e(f"{gname}_{t.replace('_t', '')}.SetGlobalBuffer((__gm__ {t}*)(wsBase + {ws}), {rows * cols});")
         if whole:
-            e(f"DataCopy({gname}_{t.replace('_t', '')}, {cname(r.buffer.name)}, {rows * cols});  // {what}, already in ND layout")
+            e(f"DataCopy({gname}_{t.replace('_t', '')}, {cname(r.buffer.name)}, {rows * cols});"
+              f"  // {what}, already in ND layout")
             e("PipeBarrier<PIPE_ALL>();")
             return
         stage = f"ubBuf.GetWithOffset<{t}>({rows * cols}, kScratch)"
         zero = f"{stage}.ReinterpretCast<int16_t>()" if t == "int8_t" else stage
-        e(f"Duplicate({zero}, {'(int16_t)0' if t == 'int8_t' else f'({t})0'}, {rows * cols // (2 if t == 'int8_t' else 1)});")
+        # An int8 tile is cleared through its int16 view (`zero`): half as many elements.
+        zero_val, zero_count = ("(int16_t)0", rows * cols // 2) if t == "int8_t" else (f"({t})0", rows * cols)
+        e(f"Duplicate({zero}, {zero_val}, {zero_count});")
         e(f"PipeBarrier<PIPE_ALL>();  // {what} -> [{rows}, {cols}] ND on the Scalar unit")
         nu = [d for d, x in enumerate(r.extents) if not is_const(x, 1)]
         if len(nu) == 1:
@@ -271,7 +278,8 @@ class Cube:
             out += [f"    cRes = outQueueCO1.AllocTensor<{acc}>();  // the accumulator stays in L0C across requests"]
         out += ["    while (true) {",
                "        CrossCoreWaitFlag(0);",
-               "        DataCacheCleanAndInvalid<int64_t, CacheLine::SINGLE_CACHE_LINE, DcciDst::CACHELINE_OUT>(ctrlGm);",
+               ("        DataCacheCleanAndInvalid<int64_t, CacheLine::SINGLE_CACHE_LINE,"
+                " DcciDst::CACHELINE_OUT>(ctrlGm);"),
                "        int64_t req = ctrlGm.GetValue(0);",
                "        if (req == 0) break;",
                "        switch (req) {"]
@@ -290,12 +298,14 @@ class Cube:
             out += self.gemm_method(g)
         if self.flush_shape:
             Mp, Np, acc = self.flush_shape
-            out += ["__aicore__ inline void CubeFlush() {  // CopyOut: Fixpipe the L0C accumulator (NZ) -> GM workspace (ND)",
+            out += [("__aicore__ inline void CubeFlush() {"
+                     "  // CopyOut: Fixpipe the L0C accumulator (NZ) -> GM workspace (ND)"),
                     f"    GlobalTensor<{acc}> wsC;",
                     f"    wsC.SetGlobalBuffer((__gm__ {acc}*)(wsBase + kWsC), {Mp * Np});",
                     "    SetFlag<HardEvent::M_FIX>(EVENT_ID0);", "    WaitFlag<HardEvent::M_FIX>(EVENT_ID0);",
                     "    FixpipeParamsV220 fp;",
-                    f"    fp.nSize = {Np}; fp.mSize = {Mp}; fp.srcStride = {Mp}; fp.dstStride = {Np}; fp.quantPre = QuantMode_t::NoQuant;",
+                    (f"    fp.nSize = {Np}; fp.mSize = {Mp}; fp.srcStride = {Mp}; fp.dstStride = {Np};"
+                     " fp.quantPre = QuantMode_t::NoQuant;"),
                     f"    Fixpipe<{acc}, {acc}, CFG_ROW_MAJOR>(wsC, cRes, fp);",
                     "    SetFlag<HardEvent::FIX_M>(EVENT_ID0);", "    WaitFlag<HardEvent::FIX_M>(EVENT_ID0);", "}"]
         return out
@@ -322,18 +332,22 @@ class Cube:
               f"        LocalTensor<{t}> a2 = inQueueA2.AllocTensor<{t}>();",
               f"        LocalTensor<{t}> b2 = inQueueB2.AllocTensor<{t}>();",
               f"        for (uint32_t i = 0; i < {g.Mp // 16}; ++i)",
-              f"            LoadData(a2[i * kl * 16], a1[i * {16 * c0} + kc * {g.Mp}], LoadData2DParams(0, kl / {c0}, {g.Mp // 16}, 0, 0, false, 0));"]
+              (f"            LoadData(a2[i * kl * 16], a1[i * {16 * c0} + kc * {g.Mp}],"
+               f" LoadData2DParams(0, kl / {c0}, {g.Mp // 16}, 0, 0, false, 0));")]
         if g.b_kn:
             L += ["        for (uint32_t i = 0; i < kl / 16; ++i)  // [K, N] tile: transpose each 16x16 fractal",
-                  f"            LoadData(b2[i * {g.Np * 16}], b1[(kc / 16 + i) * 256], LoadData2DParams(0, {g.Np // 16}, {g.Kp // 16}, 0, 0, true, 0));"]
+                  (f"            LoadData(b2[i * {g.Np * 16}], b1[(kc / 16 + i) * 256],"
+                   f" LoadData2DParams(0, {g.Np // 16}, {g.Kp // 16}, 0, 0, true, 0));")]
         else:
             L += [f"        for (uint32_t j = 0; j < kl / {c0}; ++j)  // op(B)^T in NZ is op(B) in Zn",
-                  f"            LoadData(b2[j * {g.Np * c0}], b1[(kc / {c0} + j) * {g.Np * c0}], LoadData2DParams(0, {g.Np // 16}, 1, 0, 0, false, 0));"]
+                  (f"            LoadData(b2[j * {g.Np * c0}], b1[(kc / {c0} + j) * {g.Np * c0}],"
+                   f" LoadData2DParams(0, {g.Np // 16}, 1, 0, 0, false, 0));")]
         L += ["        inQueueA2.EnQue(a2);", "        inQueueB2.EnQue(b2);",
               f"        a2 = inQueueA2.DeQue<{t}>();", f"        b2 = inQueueB2.DeQue<{t}>();",
               "        // Compute: Mmad into L0C, initialised by the first chunk",
               "        MmadParams mp;",
-              f"        mp.m = {g.Mp}; mp.n = {g.Np}; mp.k = kl; mp.cmatrixInitVal = {'init && ' if res else ''}(kc == 0);",
+              (f"        mp.m = {g.Mp}; mp.n = {g.Np}; mp.k = kl;"
+               f" mp.cmatrixInitVal = {'init && ' if res else ''}(kc == 0);"),
               f"        Mmad({'cRes' if res else 'c1'}, a2, b2, mp);",
               "        inQueueA2.FreeTensor(a2);", "        inQueueB2.FreeTensor(b2);", "    }",
               "    inQueueA1.FreeTensor(a1);", "    inQueueB1.FreeTensor(b1);"]
@@ -342,27 +356,33 @@ class Cube:
         L += ["    outQueueCO1.EnQue(c1);", f"    c1 = outQueueCO1.DeQue<{acc}>();",
               "    // CopyOut: Fixpipe L0C (NZ) -> GM workspace (ND) for the Vector core",
               "    FixpipeParamsV220 fp;",
-              f"    fp.nSize = {g.Np}; fp.mSize = {g.Mp}; fp.srcStride = {g.Mp}; fp.dstStride = {g.Np}; fp.quantPre = QuantMode_t::NoQuant;",
+              (f"    fp.nSize = {g.Np}; fp.mSize = {g.Mp}; fp.srcStride = {g.Mp}; fp.dstStride = {g.Np};"
+               " fp.quantPre = QuantMode_t::NoQuant;"),
               f"    Fixpipe<{acc}, {acc}, CFG_ROW_MAJOR>(wsC, c1, fp);",
               "    outQueueCO1.FreeTensor(c1);", "}"]
         return L
 
-    def copy_in(self, g: GemmInfo, var: str, q: str, src, slot: int, rows: int, cols: int, ws: str, c0_stride: int) -> list[str]:
+    def copy_in(self, g: GemmInfo, var: str, q: str, src, slot: int, rows: int, cols: int, ws: str,
+                c0_stride: int) -> list[str]:
         t, item = CTYPE[g.at], dtypes.itemsize(g.at)
         L = [f"    LocalTensor<{t}> {var} = {q}.AllocTensor<{t}>();", "    {", "        Nd2NzParams nd;"]
         if src is None:
             L += [f"        GlobalTensor<{t}> ws;",
                   f"        ws.SetGlobalBuffer((__gm__ {t}*)(wsBase + {ws}), {rows * cols});",
-                  f"        nd.ndNum = 1; nd.nValue = {rows}; nd.dValue = {cols}; nd.srcNdMatrixStride = 0; nd.srcDValue = {cols};",
+                  (f"        nd.ndNum = 1; nd.nValue = {rows}; nd.dValue = {cols}; nd.srcNdMatrixStride = 0;"
+                   f" nd.srcDValue = {cols};"),
                   f"        nd.dstNzC0Stride = {c0_stride}; nd.dstNzNStride = 1; nd.dstNzMatrixStride = 0;",
                   f"        DataCopy({var}, ws, nd);"]
         else:
             gm, pitch = src
-            L += [f"        int64_t off = ctrlGm.GetValue({slot}), vr = ctrlGm.GetValue({slot + 1}), vc = ctrlGm.GetValue({slot + 2});",
+            L += [(f"        int64_t off = ctrlGm.GetValue({slot}), vr = ctrlGm.GetValue({slot + 1}),"
+                   f" vc = ctrlGm.GetValue({slot + 2});"),
                   f"        if (vr < {rows} || vc < {cols})",
-                  f"            InitConstValue({var}, InitConstValueParams<{t}>(1, {rows * cols * item // 32}, 0, ({t})0));",
+                  (f"            InitConstValue({var},"
+                   f" InitConstValueParams<{t}>(1, {rows * cols * item // 32}, 0, ({t})0));"),
                   "        if (vr > 0 && vc > 0) {",
-                  f"            nd.ndNum = 1; nd.nValue = vr; nd.dValue = vc; nd.srcNdMatrixStride = 0; nd.srcDValue = {pitch};",
+                  (f"            nd.ndNum = 1; nd.nValue = vr; nd.dValue = vc; nd.srcNdMatrixStride = 0;"
+                   f" nd.srcDValue = {pitch};"),
                   f"            nd.dstNzC0Stride = {c0_stride}; nd.dstNzNStride = 1; nd.dstNzMatrixStride = 0;",
                   f"            DataCopy({var}, {gm}[off], nd);",
                   "        }"]

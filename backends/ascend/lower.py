@@ -66,7 +66,12 @@ class Lowerer:
         out, acc = [], "1"
         for d in reversed(shape):
             out.append(acc)
-            acc = d if acc == "1" else (f"{acc} * {d}" if not (acc.isdigit() and d.isdigit()) else str(int(acc) * int(d)))
+            if acc == "1":
+                acc = d
+            elif acc.isdigit() and d.isdigit():
+                acc = str(int(acc) * int(d))
+            else:
+                acc = f"{acc} * {d}"
         return list(reversed(out))
 
     def linear(self, buf: N.Buffer, idx: list[str]) -> str:

@@ -69,7 +69,9 @@ class TileLowerer(Lowerer):
             if is_const(st):
                 if (int(st.value) * ustrides[j] * item) % 32:
                     return None
-                if not (0 <= int(st.value) and int(st.value) + int(ub.extents[j].value if is_const(ub.extents[j]) else 1) <= shape[j]):
+                start = int(st.value)
+                ext = int(ub.extents[j].value) if is_const(ub.extents[j]) else 1
+                if not (0 <= start and start + ext <= shape[j]):
                     return None
             elif (ustrides[j] * item) % 32:
                 return None
@@ -153,8 +155,10 @@ class TileLowerer(Lowerer):
                 loops.append(v)
                 self.emit(f"for (int32_t {v} = 0; {v} < {self.px(src.extents[i])}; ++{v}) {{")
                 self.ind += 1
-            sidx = [self.px(st) if d not in sd else f"{self.px(st)} + {loops[sd.index(d)]}" for d, st in enumerate(src.starts)]
-            didx = [self.px(st) if d not in dd else f"{self.px(st)} + {loops[dd.index(d)]}" for d, st in enumerate(dst.starts)]
+            sidx = [self.px(st) if d not in sd else f"{self.px(st)} + {loops[sd.index(d)]}"
+                    for d, st in enumerate(src.starts)]
+            didx = [self.px(st) if d not in dd else f"{self.px(st)} + {loops[dd.index(d)]}"
+                    for d, st in enumerate(dst.starts)]
         else:
             total = " * ".join(f"({self.px(e)})" for e in src.extents) or "1"
             v = self.fresh("t")
@@ -208,8 +212,10 @@ class TileLowerer(Lowerer):
             return False
         if src.buffer.dtype not in ("float32", "float16") or dst.buffer.dtype != src.buffer.dtype:
             return False
-        whole = lambda r, shape: all(is_const(st, 0) for st in r.starts) and all(
-            is_const(e, n) for e, n in zip(r.extents, shape))
+
+        def whole(region: N.Region, shape) -> bool:
+            return all(is_const(st, 0) for st in region.starts) and all(
+                is_const(e, n) for e, n in zip(region.extents, shape))
         if not (whole(src, lb.shape) and whole(dst, db.shape)) or db.shape[0] != lb.shape[0]:
             return False
         rows, cols = lb.shape
@@ -218,12 +224,14 @@ class TileLowerer(Lowerer):
         if (cols * item) % 32:
             return False
         self.need_scratch(3 * (cols * item + 32) + 64)
-        op = {"max": "ReduceMax", "absmax": "ReduceMax", "min": "ReduceMin", "sum": "ReduceSum", "abssum": "ReduceSum"}[s.kind]
+        op = {"max": "ReduceMax", "absmax": "ReduceMax", "min": "ReduceMin",
+              "sum": "ReduceSum", "abssum": "ReduceSum"}[s.kind]
         work = f"ubBuf.GetWithOffset<{t}>({cols}, kScratch)"
         res = f"ubBuf.GetWithOffset<{t}>({32 // item}, kScratch + {(cols * item + 31) // 32 * 32})"
         absb = f"ubBuf.GetWithOffset<{t}>({cols}, kScratch + {2 * ((cols * item + 31) // 32 * 32)})"
         r = self.fresh("r")
-        self.emit(f"for (int32_t {r} = 0; {r} < {rows}; ++{r}) {{  // T.reduce_{s.kind} along dim 1, one row per instruction")
+        self.emit(f"for (int32_t {r} = 0; {r} < {rows}; ++{r}) {{"
+                  f"  // T.reduce_{s.kind} along dim 1, one row per instruction")
         self.ind += 1
         srcv = f"{cname(src.buffer.name)}[{r} * {cols}]"
         if s.kind.startswith("abs"):
@@ -253,7 +261,8 @@ class TileLowerer(Lowerer):
         cdt = COMPUTE[src.buffer.dtype]
         init = {"max": "-INFINITY", "absmax": "0", "min": "INFINITY", "sum": "0", "abssum": "0"}[s.kind]
         if not dtypes.is_float(src.buffer.dtype):
-            init = {"max": f"std::numeric_limits<{cdt}>::lowest()", "min": f"std::numeric_limits<{cdt}>::max()"}.get(s.kind, "0")
+            init = {"max": f"std::numeric_limits<{cdt}>::lowest()",
+                    "min": f"std::numeric_limits<{cdt}>::max()"}.get(s.kind, "0")
         self.emit("PipeBarrier<PIPE_ALL>();  // reduction on the Scalar unit")
         loops, sidx = [], []
         for d, (st, ex) in enumerate(zip(src.starts, src.extents)):
@@ -273,7 +282,11 @@ class TileLowerer(Lowerer):
         val = to_compute(f"{self.tensor(src.buffer)}.GetValue({self.linear(src.buffer, idx)})", src.buffer.dtype)
         if s.kind.startswith("abs"):
             val = f"std::abs({val})"
-        self.emit(f"{acc} = {self.combine(s.kind, acc, val) if dtypes.is_float(src.buffer.dtype) or s.kind.endswith('sum') else f'tilec_{s.kind[-3:]}<{cdt}>({acc}, {val})'};")
+        if dtypes.is_float(src.buffer.dtype) or s.kind.endswith("sum"):
+            combined = self.combine(s.kind, acc, val)
+        else:  # integer max/min: tilec_max / tilec_min
+            combined = f"tilec_{s.kind[-3:]}<{cdt}>({acc}, {val})"
+        self.emit(f"{acc} = {combined};")
         self.ind -= 1
         self.emit("}")
         didx = [f"{self.px(st)} + {v}" for st, v in zip(dst.starts, loops)]
@@ -292,9 +305,12 @@ class TileLowerer(Lowerer):
         if dst.buffer.scope != "global":
             if isinstance(s.value, N.Region):
                 raise TilecError("ascend target: atomic from a region into a local buffer", s.loc)
-            self.region_loop(dst, lambda idx: self.store(dst.buffer, idx, self.combine(
-                s.kind, to_compute(f"{self.tensor(dst.buffer)}.GetValue({self.linear(dst.buffer, idx)})", dst.buffer.dtype),
-                self.px(s.value))), guard=True)
+
+            def update(idx: list[str]) -> None:
+                old = to_compute(f"{self.tensor(dst.buffer)}.GetValue({self.linear(dst.buffer, idx)})",
+                                 dst.buffer.dtype)
+                self.store(dst.buffer, idx, self.combine(s.kind, old, self.px(s.value)))
+            self.region_loop(dst, update, guard=True)
             return
         t = CTYPE[dst.buffer.dtype]
         item = dtypes.itemsize(dst.buffer.dtype)
@@ -324,7 +340,8 @@ class TileLowerer(Lowerer):
             dshape = self.shape_exprs(dst.buffer)
             self.emit(f"if ({' && '.join(f'({i}) >= 0 && ({i}) < {d}' for i, d in zip(didx, dshape))}) {{")
             self.ind += 1
-            one(didx, to_compute(f"{self.tensor(src.buffer)}.GetValue({self.linear(src.buffer, sidx)})", src.buffer.dtype))
+            val = to_compute(f"{self.tensor(src.buffer)}.GetValue({self.linear(src.buffer, sidx)})", src.buffer.dtype)
+            one(didx, val)
             self.ind -= 1
             self.emit("}")
             for _ in loops:

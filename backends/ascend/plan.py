@@ -161,7 +161,9 @@ B16 = ("float16", "bfloat16")
 
 def _operand_ok(g: N.Gemm, name: str, dtype: str) -> bool:
     """Can the Cube load this operand of ``g`` from an ND tile in L1 without a Vector-core transpose?"""
-    whole = lambda r: all(isinstance(x, N.Const) and x.value == 0 for x in r.starts)
+
+    def whole(r: N.Region) -> bool:
+        return all(isinstance(x, N.Const) and x.value == 0 for x in r.starts)
     if g.a.buffer.name == name and (g.trans_a or not whole(g.a)):
         return False
     if g.b.buffer.name == name and (not whole(g.b) or (not g.trans_b and dtype not in B16)):
@@ -200,7 +202,8 @@ def direct_operands(launch: N.Launch, plan: LaunchPlan) -> list[str]:
         src = c.src
         nonunit = [d for d, e in enumerate(src.extents) if not (isinstance(e, N.Const) and e.value == 1)]
         ok = (src.buffer.dtype == lb.buf.dtype and len(nonunit) == 2 and nonunit[-1] == len(src.buffer.shape) - 1
-              and all(isinstance(src.extents[d], N.Const) and src.extents[d].value == n for d, n in zip(nonunit, lb.shape))
+              and all(isinstance(src.extents[d], N.Const) and src.extents[d].value == n
+                      for d, n in zip(nonunit, lb.shape))
               and all(isinstance(x, N.Const) and x.value == 0 for x in c.dst.starts)
               and all(isinstance(e, N.Const) and e.value == n for e, n in zip(c.dst.extents, lb.shape)))
         if ok:
@@ -222,8 +225,10 @@ def resident_accumulator(launch: N.Launch, plan: LaunchPlan) -> Optional[str]:
     lb = plan.locals.get(name)
     if lb is None or len(lb.shape) != 2 or lb.buf.dtype not in ("float32", "int32"):
         return None
-    whole = lambda r: all(isinstance(x, N.Const) and x.value == 0 for x in r.starts) and \
-        all(isinstance(e, N.Const) and e.value == d for e, d in zip(r.extents, lb.shape))
+
+    def whole(r: N.Region) -> bool:
+        return all(isinstance(x, N.Const) and x.value == 0 for x in r.starts) and \
+            all(isinstance(e, N.Const) and e.value == d for e, d in zip(r.extents, lb.shape))
     for s in stmts:
         if isinstance(s, (N.For, N.While, N.If)):
             heads = [s.start, s.stop] if isinstance(s, N.For) else [s.cond]

@@ -33,7 +33,8 @@ class AscendExecutable:
 
     def run(self, args: list[Any], dims: dict[str, int]) -> None:
         if len(args) != len(self.func.params):
-            raise TilecError(f"ascend: kernel '{self.func.name}' takes {len(self.func.params)} arguments, got {len(args)}")
+            raise TilecError(f"ascend: kernel '{self.func.name}' takes {len(self.func.params)} arguments, "
+                             f"got {len(args)}")
         arrays = [np.ascontiguousarray(a) for a in args]
         n = max(len(arrays), 1)
         ptrs = (ctypes.c_void_p * n)(*[a.ctypes.data for a in arrays])
@@ -42,7 +43,8 @@ class AscendExecutable:
         err = ctypes.create_string_buffer(4096)
         rc = self._fn(ptrs, sizes, dvals, err, len(err))
         if rc != 0:
-            raise TilecError(f"ascend emulation stopped kernel '{self.func.name}': {err.value.decode(errors='replace')}")
+            raise TilecError(f"ascend emulation stopped kernel '{self.func.name}': "
+                             f"{err.value.decode(errors='replace')}")
         for a, c in zip(args, arrays):
             if a is not c:
                 a[...] = c

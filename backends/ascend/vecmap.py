@@ -307,7 +307,8 @@ def try_vectorize(low, s: N.For) -> bool:
     inner = s.body
     if len(inner) == 1 and isinstance(inner[0], N.For) and inner[0].kind == "parallel" and \
             is_const(inner[0].start, 0) and is_const(inner[0].stop):
-        iv, jv, rows, cols, stores = s.var.name, inner[0].var.name, int(s.stop.value), int(inner[0].stop.value), inner[0].body
+        iv, jv, stores = s.var.name, inner[0].var.name, inner[0].body
+        rows, cols = int(s.stop.value), int(inner[0].stop.value)
     else:
         iv, jv, rows, cols, stores = None, s.var.name, 1, int(s.stop.value), inner
     if not stores or not all(isinstance(t, (N.Store, N.Let)) for t in stores):

@@ -187,7 +187,7 @@ class KernelEmitter:
             self.line("const int _lin = blockIdx.y * gridDim.x + blockIdx.x;")
             self.line(f"const int _first = (_lin / ({panel} * gridDim.x)) * {panel};")
             self.line(f"const int _rows = min(static_cast<int>(gridDim.y) - _first, {panel});")
-            self.line(f"const int _in = _lin - _first * gridDim.x;")
+            self.line("const int _in = _lin - _first * gridDim.x;")
             self.line(f"const int {by} = _first + _in % _rows;")
             self.line(f"const int {bx} = _in / _rows;")
         else:

@@ -30,7 +30,8 @@ def whole(b: N.Buffer) -> N.Region:
 
 
 def region(b: N.Buffer, starts, extents) -> N.Region:
-    wrap = (lambda e: c(e) if isinstance(e, int) else e)
+    def wrap(e):
+        return c(e) if isinstance(e, int) else e
     return N.Region(b, tuple(map(wrap, starts)), tuple(map(wrap, extents)))
 
 

@@ -139,19 +139,26 @@ def test_wgmma_reads_the_generated_layouts(M, N_, K, warps, trans_b):
 def test_wgmma_kernel_source_and_sass():
     from backends.cuda.codegen import generate
     text = generate(cs.irkit.gemm(dtype="bfloat16"), "sm_90a", {"wgmma": True}).text
-    cs.filecheck(text, """
+    accumulator = ("float C_f[128];  // irkit.py:9:5  fragment C_f: registers, wgmma accumulator layout, "
+                   "4x1 warps (warpgroups of 4 along rows)")
+    wgmma_call = ("tilec::wgmma_m64n128k16_bf16_tb1(&C_f[_mt * 64], "
+                  "tilec::gmma_desc(&A_s[(_it_1 % 3) * 4096 + tilec::swz_panel<128, 32>(_m0 + _mt * 64, _kk * 16)], "
+                  "16, 512, 2), "
+                  "tilec::gmma_desc(&B_s[(_it_1 % 3) * 4096 + tilec::swz_panel<32, 64>(_kk * 16, _n0)], "
+                  "4096, 1024, 1));")
+    cs.filecheck(text, ("""
     CHECK: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16
     CHECK: half{{.*}}A_s{{.*}}wgmma panels of 32
-    CHECK: float C_f[128];  // irkit.py:9:5  fragment C_f: registers, wgmma accumulator layout, 4x1 warps (warpgroups of 4 along rows)
+    CHECK: """ + accumulator + """
     CHECK: tilec::cp_async_wait<1>();
     CHECK-NEXT: tilec::fence_proxy_async();
     CHECK-NEXT: __syncthreads();
     CHECK: tilec::wgmma_fence();
-    CHECK: tilec::wgmma_m64n128k16_bf16_tb1(&C_f[_mt * 64], tilec::gmma_desc(&A_s[(_it_1 % 3) * 4096 + tilec::swz_panel<128, 32>(_m0 + _mt * 64, _kk * 16)], 16, 512, 2), tilec::gmma_desc(&B_s[(_it_1 % 3) * 4096 + tilec::swz_panel<32, 64>(_kk * 16, _n0)], 4096, 1024, 1));
+    CHECK: """ + wgmma_call + """
     CHECK: tilec::wgmma_commit();
     CHECK-NEXT: tilec::wgmma_wait<0>();
     CHECK: const int _i = tilec::mma_row<32, 1, 16, true>(_r, _warp, _lane);
-    """.replace("half{{.*}}", "__nv_bfloat16{{.*}}"))
+    """).replace("half{{.*}}", "__nv_bfloat16{{.*}}"))
     assert "wgmma_m64" not in generate(cs.irkit.gemm(dtype="bfloat16"), "sm_80", {"wgmma": True}).text
     if cs.have_nvcc() and cs.cuobjdump():
         from backends.cuda.build import compile_source
