@@ -2,8 +2,11 @@
 
 Correctness first: each example is built for the cuda target at DEFAULTS and RAGGED sizes, run on fresh
 random inputs with NaN-poisoned outputs, and compared with its torch reference by ||out-ref||/||ref||
-(NaN never passes). Then timings: CUDA events around each call, median of several runs after warm-up,
-tilec's kernel (best of a few tile configurations) against torch on the same inputs.
+(NaN never passes; a reference that is not finite or is constant fails the row). Then timings: CUDA
+events around each call, median of several runs after warm-up, tilec's kernel (best of a few tile
+configurations) against torch on the same inputs. Last, the DeepSeek-V3.2 kernels at real sizes
+(``deepseek.py``), each checked and timed against its PyTorch equivalent. ``--compile-only`` generates
+and compiles (nvcc, sm_90a) every kernel the full run launches, one line per kernel, without a GPU.
 """
 from __future__ import annotations
 
@@ -17,16 +20,22 @@ import statistics
 import sys
 import time
 import traceback
+from typing import Optional
 
 import torch
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path[:0] = [str(ROOT), str(HERE)]
 
 from backends.cuda import CudaTarget  # noqa: E402
 from backends.cuda.launcher import torch_dtype  # noqa: E402
 from tilec.ir import dtypes  # noqa: E402
 from tilec.ir import nodes as N  # noqa: E402
+
+import compile_check  # noqa: E402 - benchmarks/gpu/compile_check.py
+import deepseek  # noqa: E402 - benchmarks/gpu/deepseek.py: the DeepSeek-V3.2 workloads
+from ds_common import sane  # noqa: E402
 
 TARGET = CudaTarget()
 
@@ -112,6 +121,8 @@ def check_example(path: pathlib.Path, which: str) -> dict:
     torch.cuda.synchronize()
     ref = mod.reference(*inputs, **params)
     refs = list(ref) if isinstance(ref, (tuple, list)) else [ref]
+    for r in refs:
+        sane(r, f"of {path.stem}")
     errs = [rel_err(args[i], r) for i, r in zip(out_idx, refs)]
     err = max(errs) if not any(math.isnan(e) for e in errs) else float("nan")
     tol = getattr(mod, "TOLERANCE", 1e-2)
@@ -141,6 +152,7 @@ def bench_gemm(n: int, configs: list[dict], reps: int) -> dict:
     a = torch.randn(n, n, generator=gen).bfloat16().cuda()
     b = torch.randn(n, n, generator=gen).bfloat16().cuda()
     ref = torch.matmul(a, b)
+    sane(ref, "torch.matmul")
     t_torch = cuda_time(lambda: torch.matmul(a, b), reps=reps)
     best = None
     for cfg, options in configs:
@@ -173,6 +185,7 @@ def bench_attention(causal: bool, configs: list[dict], reps: int, B=4, H=32, S=4
     q, k, v = (torch.randn(B, S, H, D, generator=gen).half().cuda() for _ in range(3))
     qt, kt, vt = (x.transpose(1, 2).contiguous() for x in (q, k, v))   # SDPA wants [B, H, S, D]
     ref = F.scaled_dot_product_attention(qt, kt, vt, is_causal=causal).transpose(1, 2)
+    sane(ref, "SDPA")
     t_torch = cuda_time(lambda: F.scaled_dot_product_attention(qt, kt, vt, is_causal=causal), reps=reps)
     best = None
     for cfg in configs:
@@ -212,70 +225,104 @@ ATTN_CONFIGS = [dict(block_M=128, block_N=64, num_stages=2, threads=256),
                 dict(block_M=64, block_N=64, num_stages=2, threads=128)]
 
 
-def build_only() -> int:
-    """Compile every kernel this benchmark would run, so a machine without a GPU can check the script."""
-    gemm = load_example(ROOT / "examples" / "gemm.py")
-    fa = load_example(ROOT / "examples" / "flash_attention.py")
-    funcs = [(f"{p.stem} {w}", func_of(load_example(p).KERNEL(**getattr(load_example(p), w))), {})
-             for p in sorted((ROOT / "examples").glob("*.py")) if not p.name.startswith("_")
-             for w in ("DEFAULTS", "RAGGED")]
-    funcs += [(f"gemm {n} {c} {o}", func_of(gemm.KERNEL(n, n, n, dtype="bfloat16", **c)), o)
-              for n in (4096, 8192) for c, o in GEMM_CONFIGS]
-    funcs += [(f"attention causal={z} {c}", func_of(fa.KERNEL(4, 32, 4096, 128, is_causal=z, **c)), {})
-              for z in (False, True) for c in ATTN_CONFIGS]
-    failed = 0
-    for name, func, options in funcs:
-        t0 = time.time()
-        try:
-            TARGET.build(func, {"arch": "sm_90a", **options})
-            print(f"built {name} in {time.time() - t0:.1f} s")
-        except Exception as e:  # noqa: BLE001
-            failed += 1
-            print(f"FAILED {name}: {e}")
-    return 1 if failed else 0
+def compile_jobs(opts, parts=None, arch: str = "sm_90a") -> list[tuple[str, object]]:
+    """(name, build) for every kernel the run would launch with these options; build() returns the
+    generated CUDA source. Examples and the GEMM / attention configurations go through the target
+    directly (as the run does), the DeepSeek kernels through ``tilec.compile`` (their tile passes)."""
+    jobs, parts = [], opts.parts if parts is None else parts
+
+    def direct(func, options):
+        return lambda: TARGET.build(func, {"arch": arch, **options}).source
+    if "examples" in parts:
+        for p in example_paths():
+            mod = load_example(p)
+            jobs += [(f"{p.stem} {w}", direct(func_of(mod.KERNEL(**getattr(mod, w))), {}))
+                     for w in ("DEFAULTS", "RAGGED")]
+    if "timings" in parts:
+        gemm = load_example(ROOT / "examples" / "gemm.py")
+        fa = load_example(ROOT / "examples" / "flash_attention.py")
+        gcfg, acfg = configs(opts.quick)
+        jobs += [(f"gemm {n} {brief(c, o)}", direct(func_of(gemm.KERNEL(n, n, n, dtype="bfloat16", **c)), o))
+                 for n in (4096, 8192) for c, o in gcfg]
+        jobs += [(f"attention causal={z} {brief(c)}",
+                  direct(func_of(fa.KERNEL(4, 32, 4096, 128, is_causal=z, **c)), {}))
+                 for z in (False, True) for c in acfg]
+    if "deepseek" in parts:
+        ctx = deepseek.Ctx(arch=arch)
+        jobs += [(f"deepseek {wl}: {sp.name}", lambda sp=sp: ctx.kernel(sp).get_kernel_source())
+                 for wl, sp in deepseek.kernel_specs(deepseek.Dims(), deepseek.sizes(opts.quick), opts.deepseek)]
+    return jobs
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true", help="one configuration each, fewer repetitions")
-    ap.add_argument("--skip-examples", action="store_true")
-    ap.add_argument("--build-only", action="store_true",
-                    help="only generate and compile every kernel the benchmark runs (works without a GPU)")
-    opts = ap.parse_args()
-    if opts.build_only:
-        return build_only()
-    if not torch.cuda.is_available():
-        print("benchmarks/gpu: torch.cuda is not available; this script needs an NVIDIA GPU", file=sys.stderr)
-        return 2
-    dev = torch.cuda.get_device_name()
-    print(f"device: {dev} (capability {torch.cuda.get_device_capability()}), torch {torch.__version__}")
-    t_start = time.time()
+def compile_only(opts) -> int:
+    """Generate and compile (nvcc, sm_90a) every kernel the run would launch; no GPU needed."""
+    return compile_check.report(compile_jobs(opts))
+
+
+def brief(cfg: dict, options: Optional[dict] = None) -> str:
+    """A tile configuration in a few characters: block_M=128 -> M128, num_stages=3 -> s3, threads -> t."""
+    short = {"block_M": "M", "block_N": "N", "block_K": "K", "num_stages": "s", "threads": "t"}
+    return " ".join([f"{short.get(k, k)}{v}" for k, v in cfg.items()] + [k for k, v in (options or {}).items() if v])
+
+
+def example_paths() -> list[pathlib.Path]:
+    return [p for p in sorted((ROOT / "examples").glob("*.py")) if not p.name.startswith("_")]
+
+
+def configs(quick: bool):
+    return (GEMM_CONFIGS[:1], ATTN_CONFIGS[:1]) if quick else (GEMM_CONFIGS, ATTN_CONFIGS)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true",
+                    help="one configuration each, fewer repetitions, DeepSeek sizes and time budgets halved")
+    ap.add_argument("--only", dest="parts", nargs="+", choices=PARTS, default=list(PARTS),
+                    help="run these parts only (default: all)")
+    ap.add_argument("--skip-examples", action="store_true", help="the same as leaving 'examples' out of --only")
+    ap.add_argument("--deepseek", nargs="+", choices=sorted(deepseek.WORKLOADS), default=None,
+                    help="DeepSeek workloads to run (default: all)")
+    ap.add_argument("--compile-only", "--build-only", dest="compile_only", action="store_true",
+                    help="only generate and compile (sm_90a) every kernel the run launches; no GPU needed")
+    ap.add_argument("--rows-json", help=argparse.SUPPRESS)   # run_child: where a child writes its DeepSeek rows
+    opts = ap.parse_args(argv)
+    if opts.skip_examples and "examples" in opts.parts:
+        opts.parts.remove("examples")
+    return opts
+
+
+PARTS = ("examples", "timings", "deepseek")
+
+
+def run_examples() -> list[dict]:
     rows = []
-    if not opts.skip_examples:
-        for path in sorted((ROOT / "examples").glob("*.py")):
-            if path.name.startswith("_"):
-                continue
-            for which in ("DEFAULTS", "RAGGED"):
-                try:
-                    rows.append(check_example(path, which))
-                except Exception as e:  # noqa: BLE001 - one failing example must not hide the others
-                    traceback.print_exc()
-                    rows.append(dict(example=path.stem, sizes=which, rel_err=float("nan"), ok=False,
-                                     error=f"{type(e).__name__}: {e}"[:300]))
-        print(f"\n{'example':<22}{'sizes':<10}{'rel err':>12}{'tol':>10}  result")
-        for r in rows:
-            print(f"{r['example']:<22}{r['sizes']:<10}{r['rel_err']:>12.3e}{r.get('tol', 0):>10.0e}  "
-                  f"{'ok' if r['ok'] else 'FAIL ' + r.get('error', '')}")
-    reps = 5 if opts.quick else 20
-    gcfg, acfg = (GEMM_CONFIGS[:1], ATTN_CONFIGS[:1]) if opts.quick else (GEMM_CONFIGS, ATTN_CONFIGS)
+    for path in example_paths():
+        for which in ("DEFAULTS", "RAGGED"):
+            try:
+                rows.append(check_example(path, which))
+            except Exception as e:  # noqa: BLE001 - one failing example must not hide the others
+                traceback.print_exc()
+                rows.append(dict(example=path.stem, sizes=which, rel_err=float("nan"), ok=False,
+                                 error=f"{type(e).__name__}: {e}"[:300]))
+    print(f"\n{'example':<22}{'sizes':<10}{'rel err':>12}{'tol':>10}  result")
+    for r in rows:
+        print(f"{r['example']:<22}{r['sizes']:<10}{r['rel_err']:>12.3e}{r.get('tol', 0):>10.0e}  "
+              f"{'ok' if r['ok'] else 'FAIL ' + r.get('error', '')}")
+    return rows
+
+
+def run_timings(quick: bool) -> list[dict]:
+    reps = 5 if quick else 20
+    gcfg, acfg = configs(quick)
     timings = []
-    for job in ([lambda: bench_gemm(4096, gcfg, reps), lambda: bench_gemm(8192, gcfg, reps)] +
-                [lambda c=c: bench_attention(c, acfg, reps) for c in (False, True)]):
+    jobs = [(f"gemm bf16 {n}^3", lambda n=n: bench_gemm(n, gcfg, reps)) for n in (4096, 8192)]
+    jobs += [(f"attention causal={c}", lambda c=c: bench_attention(c, acfg, reps)) for c in (False, True)]
+    for name, job in jobs:
         try:
             timings.append(job())
         except Exception as e:  # noqa: BLE001
             traceback.print_exc()
-            timings.append(dict(name="?", error=f"{type(e).__name__}: {e}"[:300]))
+            timings.append(dict(name=name, error=f"{type(e).__name__}: {e}"[:300]))
     print(f"\n{'benchmark':<40}{'torch ms':>10}{'TFLOP/s':>9}{'tilec ms':>10}{'TFLOP/s':>9}{'vs torch':>9}"
           f"{'rel err':>10}  config")
     for t in timings:
@@ -284,15 +331,49 @@ def main() -> int:
                   f"{t['tilec_tflops']:>9.1f}{t['ratio']:>8.0%} {t['rel_err']:>10.2e}  {t['config']}")
         else:
             print(f"{t.get('name', '?'):<40} {t.get('error', 'no tilec configuration built')}")
+    return timings
+
+
+def run_deepseek(opts) -> list[dict]:
+    return deepseek.run_section(opts.deepseek, opts.quick, opts.rows_json, HERE / "bench.py")
+
+
+def main(argv=None) -> int:
+    opts = parse_args(argv)
+    if opts.compile_only:
+        return compile_only(opts)
+    if not torch.cuda.is_available():
+        why = "torch.cuda is not available; this script needs an NVIDIA GPU"
+        print(f"benchmarks/gpu: {why} (--compile-only checks the kernels without one)", file=sys.stderr)
+        if opts.rows_json:   # a child of run_section: its parent reports the reason in each row
+            rows = [dict(key=k, name=k, ok=False, error=why) for k in opts.deepseek or deepseek.WORKLOADS]
+            pathlib.Path(opts.rows_json).write_text(json.dumps(rows))
+        return 2
+    dev = torch.cuda.get_device_name()
+    print(f"device: {dev} (capability {torch.cuda.get_device_capability()}), torch {torch.__version__}")
+    t_start = time.time()
+    result = dict(device=dev, torch=torch.__version__, quick=opts.quick)
+    # the examples' and timings' kernels, concurrently (run_section prebuilds the DeepSeek ones)
+    from backends.cuda.build import default_arch
+    parts = [p for p in opts.parts if p != "deepseek"]
+    result["prebuild_seconds"] = compile_check.prebuild(compile_jobs(opts, parts, default_arch()))
+    phases = [("examples", run_examples), ("timings", lambda: run_timings(opts.quick)),
+              ("deepseek", lambda: run_deepseek(opts))]
+    for part, fn in phases:
+        if part in opts.parts:
+            t0 = time.time()
+            result[part] = fn()
+            result[f"{part}_seconds"] = round(time.time() - t0, 1)
     total = time.time() - t_start
-    print(f"\ntotal {total:.0f} s on {dev}")
-    result = dict(device=dev, torch=torch.__version__, examples=rows, timings=timings, seconds=total)
+    print(f"\ntotal {total:.0f} s on {dev} (" + ", ".join(f"{p} {result[p + '_seconds']:.0f} s" for p in PARTS
+                                                     if p in result) + ")")
+    result["seconds"] = total
     if os.environ.get("OUT"):
         path = pathlib.Path(os.environ["OUT"]) / "gpu_bench.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(result, indent=2, default=str))
         print(f"wrote {path}")
-    ok = all(r["ok"] for r in rows)
+    ok = all(r["ok"] for r in result.get("examples", []) + result.get("deepseek", []))
     return 0 if ok else 1
 
 

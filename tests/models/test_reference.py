@@ -64,6 +64,17 @@ def test_act_quant_ue8m0_scales_are_powers_of_two():
     assert ((back - x).norm() / x.norm()).item() < 0.06
 
 
+def test_ue8m0_rounding_is_exact_one_ulp_above_a_power_of_two():
+    """``2^ceil(log2 s)`` by the kernels' bit rule: torch.log2 of 2^-5 * (1 + 2^-23) is exactly -5.0, so
+    the float formula would round that scale down to 2^-5 where the kernels (and exact math) give 2^-4."""
+    import math
+    above = torch.tensor([2.0 ** -5 * (1 + 2.0 ** -23), 1.0 + 2.0 ** -23], dtype=torch.float32)
+    assert ops.pow2_ceil(above).tolist() == [2.0 ** -4, 2.0]
+    s = torch.rand(20000, generator=torch.Generator().manual_seed(3)) * 10 + 1e-6
+    exact = [2.0 ** math.ceil(math.log2(v)) for v in s.double().tolist()]
+    assert ops.pow2_ceil(s).double().tolist() == exact
+
+
 def test_hadamard_is_orthonormal_and_symmetric():
     h = ops.hadamard_matrix(128)
     assert torch.equal(h, h.t())

@@ -15,13 +15,21 @@ FP8 = torch.float8_e4m3fn
 FP8_MAX = 448.0
 
 
+def pow2_ceil(s: torch.Tensor) -> torch.Tensor:
+    """``2^ceil(log2 s)`` exactly, for positive fp32 ``s``: the kernels' bit rule (exponent, plus one when
+    the mantissa is not zero). ``torch.log2`` rounds a value one ulp above a power of two down to the
+    power's exact log, so ``exp2(ceil(log2 s))`` would round such a scale down and disagree with it."""
+    m, e = torch.frexp(s)                      # s = m * 2^e, m in [0.5, 1)
+    return torch.ldexp(torch.ones_like(s), torch.where(m == 0.5, e - 1, e))
+
+
 def act_quant(x: torch.Tensor, block_size: int = 128, scale_fmt: str | None = None):
     """1x``block_size`` block quantization to e4m3 along the last dim -> (y fp8, s fp32 [..., n/bs])."""
     assert x.size(-1) % block_size == 0, "act_quant: the last dim must be a multiple of the block size"
     xs = x.float().unflatten(-1, (-1, block_size))
     s = xs.abs().amax(-1).clamp_min(1e-4) / FP8_MAX
     if scale_fmt is not None:
-        s = torch.exp2(torch.ceil(torch.log2(s)))
+        s = pow2_ceil(s)
     y = (xs / s[..., None]).clamp(-FP8_MAX, FP8_MAX).to(FP8).flatten(-2)
     return y, s
 
@@ -47,7 +55,7 @@ def weight_quant(w: torch.Tensor, block: int = 128, scale_fmt: str | None = "ue8
     wp = F.pad(w.float(), (0, pc, 0, pr)).view((rows + pr) // block, block, (cols + pc) // block, block)
     s = wp.abs().amax(dim=(1, 3)).clamp_min(1e-4) / FP8_MAX
     if scale_fmt is not None:
-        s = torch.exp2(torch.ceil(torch.log2(s)))
+        s = pow2_ceil(s)
     q = (wp / s[:, None, :, None]).clamp(-FP8_MAX, FP8_MAX).to(FP8)
     return q.view(rows + pr, cols + pc)[:rows, :cols].contiguous(), s
 
