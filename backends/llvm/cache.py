@@ -21,7 +21,7 @@ from typing import Any, Optional
 
 from tilec.runtime import cache as runtime_cache
 
-CODEGEN_VERSION = "13"
+CODEGEN_VERSION = "15"
 
 
 def cache_dir() -> Path:
@@ -54,9 +54,12 @@ def host_id() -> str:
 
 def make_key(func, target: str, options: dict[str, Any]) -> str:
     import tilec
+
+    from . import gemm_forward
+    codegen = CODEGEN_VERSION + ("" if gemm_forward.ENABLED else "-noforward")  # benchmarks compare both
     h = hashlib.sha256()
     for part in (ir_text(func), target, json.dumps(options, sort_keys=True, default=repr),
-                 getattr(tilec, "__version__", "0"), CODEGEN_VERSION, host_id()):
+                 getattr(tilec, "__version__", "0"), codegen, host_id()):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()[:40]

@@ -7,7 +7,8 @@ grid is exhausted (so blocks are load balanced and the result does not depend on
 ``<f>_nblocks<k>(ptr dims)`` returns the grid size. ``params`` is an array of data pointers, one per
 kernel parameter; ``dims`` an array of int32, one per symbolic dimension (``kernel_dims(func)``
 order). Block-local buffers (shared/fragment/local) are stack arrays at function entry, or malloc'd
-when large. Tile ops are lowered by the mixins in lower_tileops.py and lower_gemm.py.
+when large. Tile ops are lowered by the mixins in lower_tileops.py and lower_gemm.py; a copy whose tile
+only gemms read may be forwarded to them (gemm_forward.py decides, once per launch body).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tilec.errors import TilecError
 from tilec.ir import dtypes
 from tilec.ir import nodes as n
 
+from . import gemm_forward
 from .codegen_expr import ExprLowering
 from .lower_gemm import GemmLowering
 from .lower_tileops import TileOpLowering
@@ -76,6 +78,8 @@ class FnCodegen(ExprLowering, TileOpLowering, GemmLowering):
         self.views: dict[str, BufView] = {}
         self.heap: list = []
         self.stack_bytes = 0  # static stack arrays of this function (the runtime sizes threads by it)
+        self.forward_plan = None  # ids of copies whose tile the gemms read from the source (gemm_forward.py)
+        self.forwarded: dict = {}  # tile name -> (source operand, in-bounds flag) of its latest copy
 
     # -- bookkeeping -------------------------------------------------------------------------------
     def finish(self, ret: ir.Value = None) -> None:
@@ -155,6 +159,8 @@ class FnCodegen(ExprLowering, TileOpLowering, GemmLowering):
 
     # -- statements ----------------------------------------------------------------------------------
     def body(self, stmts) -> None:
+        if self.forward_plan is None:  # the first body lowered is the launch's
+            self.forward_plan = gemm_forward.plan(tuple(stmts))
         for s in stmts:
             self.stmt(s)
 

@@ -128,6 +128,7 @@ def jit_add_object(obj: bytes, symbols: list[str]) -> dict[str, int]:
     """Load a compiled object file (``emit_object``'s bytes, e.g. from the disk cache) into the process's
     engine and return the addresses of ``symbols``: the JIT path without recompiling."""
     with _lock:
+        _init()   # a cached object may be the first thing this process asks of LLVM
         engine = _state["engine"]
         ref = llvm.ObjectFileRef.from_data(obj)
         engine.add_object_file(ref)

@@ -18,7 +18,7 @@ from tilec.ir import nodes as n
 
 from . import gemm_bf16, mathlib
 from .gemm_pack import PackedGemm
-from .types import F32, I32, I64, PTR, VOID, compute_type, convert, storage_type, to_compute, to_storage
+from .types import F32, I1, I32, I64, PTR, VOID, compute_type, convert, storage_type, to_compute, to_storage
 
 MR = 4
 
@@ -50,10 +50,33 @@ class _Operand:
 
 
 class GemmLowering:
-    """Mixin: ``_s_Gemm``."""
+    """Mixin: ``_s_Gemm``, and the gemm side of copy forwarding (gemm_forward.py)."""
+
+    def forward_copy(self, s: n.Copy) -> ir.Value:
+        """A forwarded copy: records where its source is; returns the i1 'source region is NOT entirely
+        inside its buffer', under which the copy itself must run (out-of-buffer elements read zero)."""
+        b = self.b
+        view = self.view(s.src.buffer)
+        inb = ir.Constant(I1, 1)
+        for st, ex, sh in zip(s.src.starts, s.src.extents, view.shape):
+            st, ex = self.index64(st), self.index64(ex)
+            inb = b.and_(inb, b.and_(b.icmp_signed(">=", st, self._i64(0)),
+                                     b.icmp_signed("<=", b.add(st, ex), sh)))
+        self.forwarded[s.dst.buffer.name] = (_Operand(self, s.src, "copy source"), inb)
+        return b.not_(inb)
+
+    def _operand(self, r: n.Region, what: str) -> "_Operand":
+        """The gemm operand ``r``; a forwarded tile reads its copy's source while that lies in bounds."""
+        op = _Operand(self, r, what)
+        fwd = self.forwarded.get(r.buffer.name)
+        if fwd is not None:
+            src, inb = fwd
+            op.base = self.b.select(inb, src.base, op.base)
+            op.ld = self.b.select(inb, src.ld, op.ld)
+        return op
 
     def _s_Gemm(self, s: n.Gemm) -> None:
-        A, B, C = _Operand(self, s.a, "A"), _Operand(self, s.b, "B"), _Operand(self, s.c, "C")
+        A, B, C = self._operand(s.a, "A"), self._operand(s.b, "B"), _Operand(self, s.c, "C")
         M, N = C.rows, C.cols
         K = A.rows if s.trans_a else A.cols
         if s.clear_accum:

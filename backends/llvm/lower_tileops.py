@@ -68,6 +68,12 @@ class TileOpLowering:
 
     # -- copy ----------------------------------------------------------------------------------------
     def _s_Copy(self, s: n.Copy) -> None:
+        if self.forward_plan and id(s) in self.forward_plan:
+            self.when(self.forward_copy(s), lambda: self._copy(s))  # gemm_forward.py
+        else:
+            self._copy(s)
+
+    def _copy(self, s: n.Copy) -> None:
         if s.src.buffer.dtype == s.dst.buffer.dtype:  # a bit copy keeps NaN payloads (as the interpreter)
             def raw(buf, idx, v):
                 self.b.store(v, self.elem_ptr(buf, idx))

@@ -112,3 +112,29 @@ def test_jit_build_loads_cached_objects(monkeypatch, tmp_path):
     exe = CpuTarget().build(func, {"cpu_build": "jit"})
     assert np.array_equal(_run(exe, qkv), want)
     assert exe.source.startswith("; ModuleID") or "define" in exe.source
+
+
+def test_cached_jit_object_in_a_fresh_process(tmp_path):
+    """A new process whose first LLVM work is loading a cached object (no IR generated, so nothing else
+    has set up the engine yet) gets a working kernel."""
+    import os
+    import subprocess
+    import textwrap
+    root = pathlib.Path(__file__).parents[3]
+    code = textwrap.dedent(f"""
+        import sys, numpy as np
+        sys.path.insert(0, {str(root / 'examples')!r})
+        import flash_attention
+        from backends.llvm.target import CpuTarget
+        func = flash_attention.flash_attention(1, 2, 64, 64, True, dtype="float32").func
+        qkv = [np.random.default_rng(i).standard_normal((1, 64, 2, 64)).astype(np.float32) for i in range(3)]
+        o = np.full_like(qkv[0], np.nan)
+        CpuTarget().build(func, {{"cpu_build": "jit"}}).run([*qkv, o], {{}})
+        print("sum", float(o.sum()))
+    """)
+    env = dict(os.environ, PYTHONPATH=str(root), TILEC_CACHE_DIR=str(tmp_path))
+    outs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+            for _ in range(2)]                    # the first fills the object cache, the second only loads
+    for r in outs:
+        assert r.returncode == 0, r.stderr
+    assert outs[0].stdout == outs[1].stdout and "nan" not in outs[0].stdout

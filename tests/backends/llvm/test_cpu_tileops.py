@@ -110,7 +110,8 @@ def test_copy_out_of_range(sdt, ddt):
 
 def unit_dim_kernel():
     @T.prim_func
-    def main(A: T.Tensor((4, 8, 16), "float32"), B: T.Tensor((8, 4, 16), "float32"), C: T.Tensor((8, 4, 16), "float32")):
+    def main(A: T.Tensor((4, 8, 16), "float32"), B: T.Tensor((8, 4, 16), "float32"),
+             C: T.Tensor((8, 4, 16), "float32")):
         with T.Kernel(4, threads=32) as bx:
             row = T.alloc_fragment((1, 16), "float32")
             flat = T.alloc_fragment((8, 16), "float32")
@@ -195,8 +196,10 @@ def test_atomics(dtype, tol):
     s0 = np.zeros((N,), np.float32)
     from tilec import numerics
     from tilec.ir import dtypes
-    z = (lambda shape: np.zeros(shape, dtypes.storage_numpy(dtype)) if dtype == "int32"
-         else numerics.from_float32(np.zeros(shape, np.float32), dtype))
+    def z(shape):
+        if dtype == "int32":
+            return np.zeros(shape, dtypes.storage_numpy(dtype))
+        return numerics.from_float32(np.zeros(shape, np.float32), dtype)
     args = [rand((M, N), dtype, rng), z(N), rand((N,), dtype, rng), z(2)]
     check(func, args, [], 0)
     from cpu_harness import run_both, rel_err
