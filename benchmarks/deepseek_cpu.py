@@ -2,10 +2,12 @@
 
     python benchmarks/deepseek_cpu.py [--json PATH] [--rounds N] [--only NAME ...]
 
-Workloads (issue 7): sparse MLA prefill (T512 H16 D576/512 top-k 128) against gather + einsum, and the
-lightning indexer + top-k (T512 H16 D128 top-k 128, causal prefill) against einsum + ``torch.topk``.
-Every workload is one function returning a row and one entry in ``WORKLOADS`` (name -> (function, peer
-the target is measured against, wanted ratio)); adding the MoE row is the same. Timing alternates
+Workloads (issue 7): sparse MLA prefill (T512 H16 D576/512 top-k 128) against gather + einsum, the
+lightning indexer + top-k (T512 H16 D128 top-k 128, causal prefill) against einsum + ``torch.topk``, and
+the MoE layer (N512 dim512 inter256 E16 top-4 + a shared expert, bf16) against ``reference.MoE``'s
+per-expert loop. Every workload is one function returning a row and one entry in ``WORKLOADS`` (name ->
+(function, peer the target is measured against, wanted ratio)). A row with ``tol`` counts as met only
+when its relative error ``err`` is at most ``tol``. Timing alternates
 tilec and its peers round by round and reports medians, so a noisy machine slows all of them alike;
 ratio = peer time / tilec time (> 1: tilec is faster). Inputs are the same torch tensors for both.
 """
@@ -147,7 +149,10 @@ def bench_moe(rounds: int, t=512, dim=512, inter=256, e=16, k=4) -> dict:
             cpu[key].append(time.process_time() - c0)
     times.update({key: float(np.median(v)) for key, v in cpu.items()})
     flops = 2 * 3 * dim * inter * t * (k + args.n_shared_experts) + 2 * t * dim * e
-    return dict(case=f"MoE N{t} dim{dim} inter{inter} E{e} top-{k}", err=relerr(out, ref), flops=flops, **times)
+    # tol: the bf16 output against reference.MoE (the same bf16 rounding points; only fp32 summation
+    # order differs); a row whose error exceeds it does not count as met, whatever its speed
+    return dict(case=f"MoE N{t} dim{dim} inter{inter} E{e} top-{k}", err=relerr(out, ref), tol=1e-2,
+                flops=flops, **times)
 
 
 WORKLOADS: dict[str, tuple[Callable[[int], dict], str, float]] = {
@@ -171,11 +176,11 @@ def main(argv=None) -> int:
         fn, peer, want = WORKLOADS[name]
         row = fn(args.rounds)
         row.update(name=name, peer=peer, ratio=row[peer] / row["tilec"], target=want)
-        row["met"] = bool(row["ratio"] >= want)
+        row["met"] = bool(row["ratio"] >= want and ("tol" not in row or row["err"] <= row["tol"]))  # NaN fails
         ok &= row["met"]
         rows.append(row)
-        extra = ", ".join(f"{k} {v * 1e3:.2f}" for k, v in row.items()
-                          if isinstance(v, float) and k not in ("tilec", peer, "ratio", "target", "err", "flops"))
+        skip = ("tilec", peer, "ratio", "target", "err", "tol", "flops")
+        extra = ", ".join(f"{k} {v * 1e3:.2f}" for k, v in row.items() if isinstance(v, float) and k not in skip)
         gf = row["flops"] / row["tilec"] / 1e9 if row.get("flops") else 0.0
         print(f"{row['case']:42s} {row['tilec'] * 1e3:9.2f} {peer:>11s} {row[peer] * 1e3:9.2f} {row['ratio']:6.2f} "
               f"{want:7.1f} {gf:8.1f} {row['err']:8.1e}  {extra}")

@@ -213,19 +213,17 @@ def test_library_manifest_and_errors(tiny_lib, tmp_path):
 
 
 def test_moe_one_build_every_token_count(tiny_lib):
-    """The MoE kernels are built once, over a symbolic token count: the padded layout's tile count is
-    an expression of T in the manifest, and the MoE layer matches the reference at decode, odd and
-    prefill sizes (including more tokens than a decode batch, fewer than a full prefill)."""
+    """The MoE kernels are built once, over a symbolic token count: the bf16 layer is the gate plus one
+    kernel (route, experts, shared expert, combine) whose row buffers are expressions of T in the
+    manifest, and the MoE layer matches the reference at decode, odd and prefill sizes (including more
+    tokens than a decode batch, fewer than a full prefill)."""
     with open(os.path.join(tiny_lib, "manifest.json")) as f:
         kernels = json.load(f)["kernels"]
     moe_names = [n for n in kernels if n.startswith("moe_")]
-    assert len(moe_names) == 5          # gate, permute, up, down, combine: no per-size copies
-    from tilec.models.deepseek_v32.kernels.moe import pick_block_M
-    from tilec.models.deepseek_v32.specs import moe_block_M
-    assert moe_block_M(get_config("tiny")) == pick_block_M(2, 4, 16) == 16
-    perm = next(kernels[n] for n in moe_names if n.startswith("moe_permute"))
-    tok_shape = perm["params"][2]["shape"][0]
-    assert perm["params"][0]["shape"] == ["T", 4] and "T" in tok_shape["expr"], perm["params"]
+    assert len(moe_names) == 2, moe_names     # the gate and the layer: no per-size copies
+    layer = next(n for n in moe_names if n.startswith("moe_layer"))
+    params = {p["name"]: p["shape"] for p in kernels[layer]["params"]}
+    assert params["X"] == ["T", 256] and "T" in params["Tok"][0]["expr"], params
     lib = load_library(tiny_lib)
     args = lib.args
     ref = init_random_weights(Transformer(args), 6)
@@ -239,13 +237,12 @@ def test_moe_one_build_every_token_count(tiny_lib):
             assert torch.isfinite(got).all()
             err = ((got - want).norm() / want.norm()).item()
             assert err < 1e-2, f"{t} tokens: relative error {err:.3e}"
-    up = next(n for n in moe_names if n.startswith("moe_up"))
-    idx = torch.zeros(3, 4, dtype=torch.int32)
-    _, tok, tile_e, _ = lib[next(n for n in moe_names if n.startswith("moe_permute"))](idx)
     x3 = torch.randn(3, args.dim).to(torch.bfloat16)
-    w = torch.zeros(16, args.moe_inter_dim, args.dim, dtype=torch.bfloat16)
-    with pytest.raises(LibraryError, match="'Tok' wants a dim"):
-        lib[up](x3, tok[:-1].contiguous(), tile_e, w, w)
+    w13 = torch.zeros(16, args.moe_inter_dim, args.dim, dtype=torch.bfloat16)
+    w2 = torch.zeros(16, args.dim, args.moe_inter_dim, dtype=torch.bfloat16)
+    sh = (w13[0], w13[0], w2[0])
+    with pytest.raises(LibraryError, match="'Idx' has T=2, bound to 3"):     # 2 routing rows, 3 tokens
+        lib[layer](x3, torch.zeros(3, 4), torch.zeros(2, 4, dtype=torch.int32), w13, w13, w2, *sh)
 
 
 def test_prefill_must_start_at_zero(tiny_lib):

@@ -227,12 +227,63 @@ def test_moe_layer(target, variant, moes):
 
 
 @pytest.mark.parametrize("target", ["interp", "cpu"])
+def test_moe_padded_layout_bf16(target, moes):
+    """The padded layout's kernels (the FP8 path) with bf16 weights, as ``moe.moe`` ran them before the
+    one-kernel layer: the same layer, the same answer."""
+    m, args = moes["bf16"], MOES["bf16"]
+    x = _tokens(37, 256, seed=26)
+    assert H.relerr(moe.moe_padded(x, H.moe_params(m), args, target=target, block_M=16), m(x)) < 1e-2
+
+
+@pytest.mark.parametrize("target", ["interp", "cpu"])
 @pytest.mark.parametrize("variant", ["bf16", "fp8"])
 def test_moe_decode_step(target, variant, moes):
     """Two tokens (a decode step at batch 2): 16-row tiles, most experts empty."""
     m, args = moes[variant], MOES[variant]
     x = _tokens(2, 256, seed=25)
     assert H.relerr(moe.moe(x, H.moe_params(m), args, target=target), m(x)) < 1e-2
+
+
+def _routed_ref(m, x, w, idx, shared: bool) -> torch.Tensor:
+    """``reference.MoE.forward`` after the gate, for a given routing (w, idx)."""
+    y = torch.zeros(x.shape, dtype=torch.float32)
+    for e in torch.unique(idx).tolist():
+        rows, slot = torch.where(idx == e)
+        y[rows] += m.experts[e](x[rows]) * w[rows, slot, None]
+    return (y + m.shared_experts(x) if shared else y).to(x.dtype)
+
+
+@pytest.mark.parametrize("target,shared,tiling", [("interp", True, "cpu"), ("cpu", True, "cpu"),
+                                                  ("cpu", False, "cpu"), ("ascend", True, "ascend")])
+def test_moe_kernel_layout_and_ragged_tiles(target, shared, tiling, moes):
+    """The one-kernel bf16 MoE at 16-row tiles and 16-row shared segments, so experts span several
+    tiles and the shared expert several segments, with the cpu tiles (ragged row tiles; on interp too)
+    or the full tiles of the other targets: the compact layout (Start, Tok, Pos), the expert rows Y and
+    the output against the reference for a fixed routing."""
+    import tilec
+    m, (t, k, e, d, i) = moes["bf16"], (45, 4, 16, 256, 128)
+    idx = torch.stack([torch.randperm(e, generator=H.gen(30 + r))[:k] for r in range(t)]).int()
+    idx[:20] = torch.tensor([3, 7, 1, 0], dtype=torch.int32)       # one crowded expert set
+    w = torch.rand(t, k, generator=H.gen(31)) + 0.1
+    x = _tokens(t, d, seed=32)
+    tiles = dict(moe.moe_tiles(d, i, tiling, 16), shared_rows=16)
+    kern = tilec.compile(moe.moe_kernel(d, i, e, k, shared, (), tuple(sorted(tiles.items()))),
+                         out_idx=list(range(9, 15)), target=target, poison_outputs=True)
+    p = H.moe_params(m)
+    sw = [p["shared"][n] for n in ("w1", "w3", "w2")] if shared else [torch.zeros(1, 1, dtype=BF16)] * 3
+    start, tok, pos, h, y, out = kern(x, w, idx, p["w1"], p["w3"], p["w2"], *sw)
+    counts = torch.bincount(idx.flatten().long(), minlength=e)
+    assert start.tolist() == [0] + torch.cumsum(counts, 0).tolist()
+    assert torch.equal(tok[pos.long()], torch.arange(t, dtype=torch.int32)[:, None].expand(t, k))
+    for ex in range(e):                                    # expert ex's rows, in token order
+        rows = tok[start[ex]:start[ex + 1]]
+        assert torch.equal(rows, torch.sort(rows).values) and bool((idx[rows.long()] == ex).any(-1).all())
+    if shared:
+        assert torch.equal(tok[t * k:], torch.arange(t, dtype=torch.int32))
+        assert H.relerr(y[t * k:], m.shared_experts(x)) < 1e-2
+    r = int(pos[5, 2])
+    assert H.relerr(y[r], m.experts[int(idx[5, 2])](x[5:6])[0]) < 1e-2
+    assert H.relerr(out, _routed_ref(m, x, w, idx, shared)) < 1e-2
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -302,6 +353,28 @@ def test_real_expert_mlp_fp8():
     assert H.relerr(out, m(x)) < 1e-2
 
 
+@slow
+def test_real_moe_kernel_bf16_slabs():
+    """The one-kernel bf16 MoE at V3.2's expert shape (dim 7168, inter 2048; 2 experts, top-2, a shared
+    expert): too wide for stationary weights on cpu, so the GEMMs stream 128-deep slabs (``moe_tiles``)."""
+    import tilec
+    from dataclasses import replace
+    args = replace(V32, dtype="bf16", n_routed_experts=2, n_activated_experts=2, n_expert_groups=1,
+                   n_limited_groups=1)
+    m = H.make_moe(args, seed=5)
+    t, d, i = 6, 7168, 2048
+    x = _tokens(t, d, seed=49)
+    idx = torch.tensor([[0, 1], [1, 0]] * 3, dtype=torch.int32)
+    w = torch.rand(t, 2, generator=H.gen(50)) + 0.1
+    tiles = moe.moe_tiles(d, i, "cpu")
+    assert tiles["block_K"] == 128 and tiles["block_K2"] == 128
+    kern = tilec.compile(moe.moe_kernel(d, i, 2, 2, True, (), tuple(sorted(tiles.items()))),
+                         out_idx=list(range(9, 15)), target="cpu", poison_outputs=True)
+    p = H.moe_params(m)
+    out = kern(x, w, idx, p["w1"], p["w3"], p["w2"], *(p["shared"][n] for n in ("w1", "w3", "w2")))[-1]
+    assert H.relerr(out, _routed_ref(m, x, w, idx, True)) < 1e-2
+
+
 # --- cuda: every kernel builds with nvcc (no GPU here) --------------------------------------------
 
 CUDA_KERNELS = {
@@ -323,6 +396,10 @@ CUDA_KERNELS = {
     "moe_down_fp8": lambda: moe.moe_down_kernel(7168, 2048, 4, 12, True),
     "moe_down_bf16": lambda: moe.moe_down_kernel(256, 128, 16, 12, False),
     "combine": lambda: moe.combine_kernel(64, 8, 7168, 12 * 64, True),
+    "moe_layer_bf16": lambda: moe.moe_kernel(7168, 2048, 256, 8, True, (8, 4, 2.5),
+                                             tuple(sorted(moe.moe_tiles(7168, 2048, "cuda").items()))),
+    "moe_routed_bf16": lambda: moe.moe_kernel(256, 128, 16, 4, False, (),
+                                              tuple(sorted(moe.moe_tiles(256, 128, "cuda").items()))),
 }
 
 

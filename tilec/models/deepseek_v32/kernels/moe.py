@@ -1,28 +1,30 @@
 """DeepSeek-V3.2's MoE layer and dense SwiGLU MLP as tilec kernels (spec §3.8, §8 traps 4-5).
 
-The pipeline, one kernel per step (step 1, the gate, is ``moe_gate.py``; ``gate`` and ``gate_kernel``
-are re-exported here so ``kernels.moe`` names every step):
+Step 1, the gate, is ``moe_gate.py`` (``gate`` and ``gate_kernel`` are re-exported here). The rest:
 
-1. ``gate``: per token, the top-k experts (int32, descending score, ties to the lower index) and
-   their weights (the unbiased sigmoid scores normalized over the k, times ``route_scale``).
-2. ``permute``: the (token, slot) pairs sorted by expert, in token order within an expert (the
-   reference's ``torch.where`` order), into a "grouped contiguous" layout: every expert's segment is
-   padded to a multiple of ``block_M`` rows, so a GEMM tile belongs to one expert and owns its rows.
-   Outputs: ``tok[row]`` (-1 on padding), ``tile_expert[tile]`` (-1 for unused tiles), ``pos[t, k]``.
-3. ``moe_up`` / ``moe_down``: per tile, the gathered token rows times the tile's
-   expert weights: ``h = bf16(silu(bf16(x W1^T)) * bf16(x W3^T))``, then ``y = bf16(h W2^T)``; bf16 or
-   FP8 (1x128 activation blocks, 128x128 weight blocks, fp32 per K slab: ``quant.scaled_slab_gemm``).
-4. ``combine``: ``out[t] = bf16(sum_k w[t, k] * y[pos[t, k]] + shared(x)[t])`` in fp32.
+- bf16 weights: ``moe_kernel``, the whole layer as one kernel of one launch per step: route (the
+  (token, slot) pairs grouped by expert, token order within an expert, no padding), up
+  (``h = bf16(silu(bf16(x W1^T)) * bf16(x W3^T))``), down (``y = bf16(h W2^T)``) and combine
+  (``out[t] = bf16(sum_k w[t, k] * y[pos[t, k]] + shared(x)[t])`` in fp32). A block owns a segment
+  (an expert's rows, or a slice of the shared expert's) and a column chunk, so each weight chunk is
+  copied on chip once and serves all the segment's row tiles; on cpu the last tile is ragged (its
+  GEMMs take only its rows). The shared expert is more segments of the same launches.
+- FP8 weights (in ``moe`` and in the compiled model): the padded "grouped contiguous" layout of ``permute`` (every
+  expert's segment padded to a multiple of ``block_M`` rows, ``tok[row]`` -1 on padding,
+  ``tile_expert[tile]`` -1 for unused tiles, ``pos[t, k]``), the per-tile ``moe_up`` / ``moe_down``
+  (1x128 activation blocks, 128x128 weight blocks, fp32 per K slab: ``quant.scaled_slab_gemm``), the
+  shared expert as ``mlp`` and ``combine``.
 
-``mlp`` (the dense SwiGLU MLP, also the shared expert) reuses the grouped up-projection with one
-expert. Shapes: T tokens, D = dim, I = moe_inter_dim, E experts, K active experts.
+``mlp`` (the dense SwiGLU MLP) reuses the grouped up-projection with one expert. Shapes: T tokens,
+D = dim, I = moe_inter_dim, E experts, K active experts.
 """
 import torch
 
 import tilec.language as T
 
-from . import compiled, fp8_mma_dtype
+from . import compiled, fp8_mma_dtype, resolve_target
 from .moe_gate import gate, gate_kernel  # noqa: F401 - re-exported: step 1 of the pipeline
+from .moe_layer import moe_kernel, moe_tiles  # noqa: F401 - re-exported: the bf16 layer in one kernel
 from .quant import act_quant, fp8_gemm, linear_bf16, scaled_slab_gemm
 
 F32 = "float32"
@@ -331,8 +333,32 @@ def moe(x: torch.Tensor, p: dict, args, target: str = "auto", block_M: int = 0) 
 
     ``p`` holds stacked expert weights: ``gate_w [E, D]``, ``gate_b [E]``, ``w1, w3 [E, I, D]``, ``w2 [E, D, I]``
     (float8 with ``s1, s3 [E, I/128, D/128]``, ``s2 [E, D/128, I/128]``, or bf16), and optionally the
-    shared expert as ``shared`` (a dict of ``w1, w2, w3`` and, for FP8, ``s1, s2, s3``).
+    shared expert as ``shared`` (a dict of ``w1, w2, w3`` and, for FP8, ``s1, s2, s3``). bf16 weights
+    (with at most one shared expert) run as one kernel, ``moe_kernel``; FP8 weights on the padded
+    layout's kernels (``moe_padded``). ``block_M``: rows per GEMM tile (0: the target's choice).
     """
+    q = p.get("shared")
+    if p["w1"].dtype == torch.float8_e4m3fn or (q is not None and q["w1"].shape != p["w1"].shape[1:]):
+        return moe_padded(x, p, args, target, block_M)
+    shape = x.shape
+    x2 = x.reshape(-1, args.dim).contiguous()
+    e, i, d = p["w1"].shape
+    target = resolve_target(target)
+    tiles = tuple(sorted(moe_tiles(d, i, target, block_M).items()))
+    gate_args = (args.n_expert_groups, args.n_limited_groups, float(args.route_scale))
+    kern = compiled(moe_kernel, (d, i, e, args.n_activated_experts, q is not None, gate_args, tiles),
+                    list(range(9, 17)), target)
+    sw = (q["w1"], q["w3"], q["w2"]) if q is not None else (_NO_SHARED,) * 3
+    out = kern(x2, p["gate_w"], p["gate_b"].float(), p["w1"], p["w3"], p["w2"], *sw)[-1]
+    return out.view(shape)
+
+
+_NO_SHARED = torch.zeros(1, 1, dtype=torch.bfloat16)
+
+
+def moe_padded(x: torch.Tensor, p: dict, args, target: str = "auto", block_M: int = 0) -> torch.Tensor:
+    """``moe`` on the padded layout's kernels: gate, permute, act_quant + grouped up / down GEMMs,
+    the shared expert as ``mlp``, combine (FP8 weights; bf16 ones too)."""
     shape = x.shape
     x2 = x.reshape(-1, args.dim).contiguous()
     block_M = block_M or pick_block_M(x2.size(0), args.n_activated_experts, args.n_routed_experts)

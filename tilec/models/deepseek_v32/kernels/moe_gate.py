@@ -62,21 +62,21 @@ def select_top_k(s, sb, rank, ow, oi):
             oi[i, k] = T.if_then_else(rank[i, e] == k, e, oi[i, k])
 
 
-def gate_kernel(D: int, E: int, K: int, G: int, TG: int, route_scale: float, block_T: int = 0,
+def gate_tiles(E: int, block_T: int = 0, block_K: int = 0) -> tuple[int, int]:
+    """(tokens, model-dim slab) of a gate block: 32 x 128, or 8 x 64 above 64 experts so the gate-weight
+    tile and the [block_T, E] score tiles fit a GPU's shared memory."""
+    return block_T or (32 if E <= 64 else 8), block_K or (128 if E <= 64 else 64)
+
+
+def gate_launch(M, D: int, E: int, K: int, G: int, TG: int, route_scale: float, block_T: int = 0,
                 block_K: int = 0, dtype: str = BF16):
-    """Factory: ``main(X[T, D], Wg[E, D], bias[E] fp32, W[T, K] fp32, Idx[T, K] int32)``.
-
-    A block scores ``block_T`` tokens against all E experts; with 256 experts the tiles shrink so the
-    gate-weight tile and the [block_T, E] score tiles fit a GPU's shared memory.
-    """
-    block_T = block_T or (32 if E <= 64 else 8)
-    block_K = block_K or (128 if E <= 64 else 64)
+    """The gate as one launch, a macro ``(X[M, D], Wg[E, D], bias[E], W[M, K], Idx[M, K])`` that a kernel
+    of several launches (``moe.moe_kernel``) places first."""
+    block_T, block_K = gate_tiles(E, block_T, block_K)
     assert E % G == 0 and TG * (E // G) >= K
-    M = T.dynamic("T")
 
-    @T.prim_func
-    def main(X: T.Tensor((M, D), dtype), Wg: T.Tensor((E, D), dtype), bias: T.Tensor((E,), F32),
-             W: T.Tensor((M, K), F32), Idx: T.Tensor((M, K), I32)):
+    @T.macro
+    def launch(X, Wg, bias, W, Idx):
         with T.Kernel(T.ceildiv(M, block_T), threads=128) as bx:
             x_s = T.alloc_shared((block_T, block_K), dtype)
             w_s = T.alloc_shared((E, block_K), dtype)
@@ -105,6 +105,23 @@ def gate_kernel(D: int, E: int, K: int, G: int, TG: int, route_scale: float, blo
                 ow[i, k] = ow[i, k] / wsum[i] * route_scale
             T.copy(ow, W[bx * block_T, 0])
             T.copy(oi, Idx[bx * block_T, 0])
+
+    return launch
+
+
+def gate_kernel(D: int, E: int, K: int, G: int, TG: int, route_scale: float, block_T: int = 0,
+                block_K: int = 0, dtype: str = BF16):
+    """Factory: ``main(X[T, D], Wg[E, D], bias[E] fp32, W[T, K] fp32, Idx[T, K] int32)``.
+
+    A block scores ``block_T`` tokens against all E experts (``gate_tiles``).
+    """
+    M = T.dynamic("T")
+    launch = gate_launch(M, D, E, K, G, TG, route_scale, block_T, block_K, dtype)
+
+    @T.prim_func
+    def main(X: T.Tensor((M, D), dtype), Wg: T.Tensor((E, D), dtype), bias: T.Tensor((E,), F32),
+             W: T.Tensor((M, K), F32), Idx: T.Tensor((M, K), I32)):
+        launch(X, Wg, bias, W, Idx)
 
     return main
 
