@@ -54,7 +54,7 @@ def dense_mla_decode_kernel(s_q: int, h: int, d_qk: int, d_v: int, sm_scale: flo
             kv_sh = T.alloc_shared((block_N, d_qk), dtype)
             s = T.alloc_fragment((block_H, block_N), accum)
             p = T.alloc_fragment((block_H, block_N), dtype)
-            acc, m, m_prev, alpha, rowsum, l, lse_f = softmax_state(block_H, d_v)
+            acc, m, m_prev, alpha, rowsum, denom, lse_f = softmax_state(block_H, d_v)
             h0 = by * block_H
             seqlen = T.min(cache_seqlens[bz], s_max)
             # rows this query may see: [0, last)
@@ -65,9 +65,9 @@ def dense_mla_decode_kernel(s_q: int, h: int, d_qk: int, d_v: int, sm_scale: flo
                 T.gemm(q_sh, kv_sh, s, transpose_B=True, clear_accum=True)
                 for r, j in T.Parallel(block_H, block_N):
                     s[r, j] = T.if_then_else(c * block_N + j < last, s[r, j] * scale, -T.infinity(accum))
-                online_softmax_update(s, p, m, m_prev, alpha, rowsum, l, acc, block_H, block_N, d_v)
+                online_softmax_update(s, p, m, m_prev, alpha, rowsum, denom, acc, block_H, block_N, d_v)
                 T.gemm(p, kv_sh[0:block_N, 0:d_v], acc)
-            finish_rows(acc, l, m, lse_f, block_H, d_v)
+            finish_rows(acc, denom, m, lse_f, block_H, d_v)
             T.copy(acc, out[bz, bx, h0:h0 + block_H, 0:d_v])
             T.copy(lse_f, lse[bz, bx, h0:h0 + block_H])
 

@@ -34,26 +34,26 @@ LN2 = math.log(2.0)
 def softmax_state(rows, width):
     """Allocate and start the online-softmax state of ``rows`` query rows with ``width`` output columns.
 
-    Returns ``(acc, m, m_prev, alpha, rowsum, l, lse_f)``: the fp32 output accumulator (zero), the
-    running max (-inf) and the scratch of ``online_softmax_update``, the running sum (zero), and the
-    lse tile ``finish_rows`` fills.
+    Returns ``(acc, m, m_prev, alpha, rowsum, denom, lse_f)``: the fp32 output accumulator (zero), the
+    running max (-inf) and the scratch of ``online_softmax_update``, the running softmax denominator
+    (zero), and the lse tile ``finish_rows`` fills.
     """
     acc = T.alloc_fragment((rows, width), "float32")
     m = T.alloc_fragment((rows,), "float32")
     m_prev = T.alloc_fragment((rows,), "float32")
     alpha = T.alloc_fragment((rows,), "float32")
     rowsum = T.alloc_fragment((rows,), "float32")
-    l = T.alloc_fragment((rows,), "float32")
+    denom = T.alloc_fragment((rows,), "float32")
     lse_f = T.alloc_fragment((rows,), "float32")
     T.clear(acc)
-    T.clear(l)
+    T.clear(denom)
     T.fill(m, -T.infinity("float32"))
-    return acc, m, m_prev, alpha, rowsum, l, lse_f
+    return acc, m, m_prev, alpha, rowsum, denom, lse_f
 
 
 @T.macro
-def online_softmax_update(s, p, m, m_prev, alpha, rowsum, l, acc, rows, cols, width):
-    """Fold a scored chunk ``s[rows, cols]`` (log2-domain, at least one finite per row) into m/l/acc.
+def online_softmax_update(s, p, m, m_prev, alpha, rowsum, denom, acc, rows, cols, width):
+    """Fold a scored chunk ``s[rows, cols]`` (log2-domain, at least one finite per row) into m/denom/acc.
 
     Leaves ``p`` = exp2(s - m) in the value GEMM's dtype; ``acc`` is rescaled, not yet accumulated.
     """
@@ -65,19 +65,19 @@ def online_softmax_update(s, p, m, m_prev, alpha, rowsum, l, acc, rows, cols, wi
         s[r, c] = T.exp2(s[r, c] - m[r])
     T.reduce_sum(s, rowsum, dim=1)
     for r in T.Parallel(rows):
-        l[r] = l[r] * alpha[r] + rowsum[r]
+        denom[r] = denom[r] * alpha[r] + rowsum[r]
     for r, c in T.Parallel(rows, width):
         acc[r, c] *= alpha[r]
     T.copy(s, p)
 
 
 @T.macro
-def finish_rows(acc, l, m, lse_f, rows, width):
-    """out = acc / l and lse = ln(sum exp) per row; a row that saw nothing gets out 0, lse +inf."""
+def finish_rows(acc, denom, m, lse_f, rows, width):
+    """out = acc / denom and lse = ln(sum exp) per row; a row that saw nothing gets out 0, lse +inf."""
     for r, c in T.Parallel(rows, width):
-        acc[r, c] = T.if_then_else(l[r] > 0, acc[r, c] / l[r], 0)
+        acc[r, c] = T.if_then_else(denom[r] > 0, acc[r, c] / denom[r], 0)
     for r in T.Parallel(rows):
-        lse_f[r] = T.if_then_else(l[r] > 0, (m[r] + T.log2(l[r])) * LN2, T.infinity("float32"))
+        lse_f[r] = T.if_then_else(denom[r] > 0, (m[r] + T.log2(denom[r])) * LN2, T.infinity("float32"))
 
 
 def sparse_mla_fwd_kernel(h: int, d_qk: int, d_v: int, sm_scale: float, block_I: int = 64,
@@ -104,7 +104,7 @@ def sparse_mla_fwd_kernel(h: int, d_qk: int, d_v: int, sm_scale: float, block_I:
             n_valid = T.alloc_fragment((1,), "int32")
             s = T.alloc_fragment((block_H, block_I), accum)
             p = T.alloc_fragment((block_H, block_I), dtype)
-            acc, m, m_prev, alpha, rowsum, l, lse_f = softmax_state(block_H, d_v)
+            acc, m, m_prev, alpha, rowsum, denom, lse_f = softmax_state(block_H, d_v)
             h0 = by * block_H
             T.copy(q[bz, bx, h0:h0 + block_H, 0:d_qk], q_sh)
             for c in T.serial(T.ceildiv(topk, block_I)):
@@ -119,9 +119,9 @@ def sparse_mla_fwd_kernel(h: int, d_qk: int, d_v: int, sm_scale: float, block_I:
                     T.gemm(q_sh, kv_sh, s, transpose_B=True, clear_accum=True)
                     for r, i in T.Parallel(block_H, block_I):
                         s[r, i] = T.if_then_else(valid[0, i] > 0, s[r, i] * scale, -T.infinity(accum))
-                    online_softmax_update(s, p, m, m_prev, alpha, rowsum, l, acc, block_H, block_I, d_v)
+                    online_softmax_update(s, p, m, m_prev, alpha, rowsum, denom, acc, block_H, block_I, d_v)
                     T.gemm(p, kv_sh[0:block_I, 0:d_v], acc)
-            finish_rows(acc, l, m, lse_f, block_H, d_v)
+            finish_rows(acc, denom, m, lse_f, block_H, d_v)
             T.copy(acc, out[bz, bx, h0:h0 + block_H, 0:d_v])
             T.copy(lse_f, lse[bz, bx, h0:h0 + block_H])
 
