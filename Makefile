@@ -30,9 +30,11 @@ demo: venv
 bench: venv
 	@if [ -f benchmarks/cpu.py ]; then $(PY) benchmarks/cpu.py $(BENCH_ARGS); else echo "no benchmarks/cpu.py"; fi
 
-# `make fuzz N=2000 SEED=0 JOBS=2`: random tile programs on every target here, checked against the interpreter.
+# `make fuzz N=2000 SEED=0 JOBS=2`: random tile programs on the pass pipeline and every target here (cuda
+# compiled only without a GPU), as generated and after the passes, checked against the interpreter;
+# FUZZ_ARGS passes more options (`--save`, `--time-limit S`, `--progress K`, `--targets cpu`).
 fuzz: venv
-	$(PY) -m tilec.fuzz --n $(or $(N),2000) --seed $(or $(SEED),0) --jobs $(or $(JOBS),2)
+	$(PY) -m tilec.fuzz --n $(or $(N),2000) --seed $(or $(SEED),0) --jobs $(or $(JOBS),2) $(FUZZ_ARGS)
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache

@@ -22,13 +22,17 @@ def main(argv: list[str] | None = None) -> int:
                    help="comma-separated targets to run (default: every registered one but interp; "
                         "'none': only the pass pipeline)")
     p.add_argument("--no-passes", action="store_true", help="do not check the pass pipeline")
-    p.add_argument("--after-passes", action="store_true",
-                   help="also run each target on the output of the pass pipeline (<target>+passes)")
+    p.add_argument("--after-passes", action=argparse.BooleanOptionalAction, default=True,
+                   help="also run each target on the output of the pass pipeline (<target>+passes), the "
+                        "kernel tilec.compile builds by default (default: on; --no-after-passes: only the "
+                        "programs as generated)")
     p.add_argument("--no-shrink", action="store_true", help="report disagreements without shrinking")
     p.add_argument("--save", action="store_true", help=f"save shrunk disagreements under {REGRESSIONS}")
     p.add_argument("--save-dir", type=Path, default=None, help="save them here instead")
     p.add_argument("--jobs", "-j", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--time-limit", type=float, default=None, help="stop after about S seconds")
+    p.add_argument("--progress", type=int, default=100, metavar="K",
+                   help="log the running counts every K programs (default 100)")
     p.add_argument("--quiet", action="store_true")
     ns = p.parse_args(argv)
     names = [t for t in ns.targets.split(",") if t and t != "none"] if ns.targets else None
@@ -36,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     log = (lambda s: None) if ns.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     summary = fuzz(ns.n, ns.seed, names, passes=not ns.no_passes, shrink_findings=not ns.no_shrink,
                    save_dir=save_dir, log=log, time_limit=ns.time_limit, after_passes=ns.after_passes,
-                   jobs=ns.jobs)
+                   jobs=ns.jobs, progress=ns.progress)
     print(summary.text())
     return 1 if summary.findings else 0
 

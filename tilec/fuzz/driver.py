@@ -89,7 +89,10 @@ class Summary:
 
 
 def usable_targets(names: Optional[Iterable[str]] = None) -> tuple[dict, dict[str, str]]:
-    """(name -> target object, name -> why skipped) over the registered targets but ``interp``."""
+    """(name -> target object, name -> why skipped) over the registered targets but ``interp``.
+
+    A target that cannot run here but can build (``cuda`` with nvcc and no GPU) is usable: its
+    programs are compiled only (outcome ``compiled``)."""
     wanted = list(names) if names is not None else target_registry.names()
     found, skipped = {}, {}
     for name in wanted:
@@ -98,6 +101,8 @@ def usable_targets(names: Optional[Iterable[str]] = None) -> tuple[dict, dict[st
         try:
             t = target_registry.get(name)
             ok, why = t.available()
+            if not ok and getattr(t, "array_kind", "numpy") != "numpy":
+                ok, why = _builds_here(name, t, why)
         except Exception as e:   # a backend that fails to import is skipped, with the reason
             ok, why = False, f"{type(e).__name__}: {e}"
         if ok:
@@ -105,6 +110,24 @@ def usable_targets(names: Optional[Iterable[str]] = None) -> tuple[dict, dict[st
         else:
             skipped[name] = why or "not available"
     return found, skipped
+
+
+_BUILDS: dict[str, tuple[bool, str]] = {}   # target name -> (can build here, why not), probed once
+
+
+def _builds_here(name: str, target, why_not_run: str) -> tuple[bool, str]:
+    """Whether a device target (torch arrays) can at least compile here: build a one-copy kernel once."""
+    if name not in _BUILDS:
+        x = n.Buffer("X", (n.Const(64),), "float32", "global")
+        y = n.Buffer("Y", (n.Const(64),), "float32", "global")
+        body = (n.Copy(n.Region(x, (n.Const(0),), (n.Const(64),)), n.Region(y, (n.Const(0),), (n.Const(64),))),)
+        probe = n.Func("fuzz_probe", (x, y), (n.Launch((n.Const(1),), (n.Var("bx"),), 128, body),))
+        try:
+            target.build(probe, {})
+            _BUILDS[name] = (True, "")
+        except Exception as e:   # noqa: BLE001 - the reason is reported as why the target is skipped
+            _BUILDS[name] = (False, f"{why_not_run}; cannot compile either: {str(e).splitlines()[0]}")
+    return _BUILDS[name]
 
 
 def _reference(func: n.Func, dims: dict, seed: int) -> tuple[list, list]:
@@ -251,7 +274,7 @@ def _all_outcomes(seeds: range, target_names: list[str], passes: bool, after_pas
 def fuzz(count: int, seed: int = 0, target_names: Optional[Iterable[str]] = None, passes: bool = True,
          shrink_findings: bool = True, save_dir: Optional[Path] = None,
          log: Callable[[str], None] = lambda s: None, time_limit: Optional[float] = None,
-         after_passes: bool = False, jobs: int = 1) -> Summary:
+         after_passes: bool = False, jobs: int = 1, progress: int = 100) -> Summary:
     """Check the programs of seeds ``seed .. seed + count - 1`` (on ``jobs`` processes); shrink and
     save what disagrees (in this process, one finding at a time)."""
     from .shrink import save_regression, shrink
@@ -272,9 +295,11 @@ def fuzz(count: int, seed: int = 0, target_names: Optional[Iterable[str]] = None
                 if save_dir is not None:
                     fd.saved = save_regression(fd, save_dir)
             summary.findings.append(fd)
-        if summary.programs % 100 == 0:
+        if progress and summary.programs % progress == 0:
+            counts = "; ".join(f"{t} " + ",".join(f"{k} {v}" for k, v in sorted(c.items()))
+                               for t, c in summary.counts.items())
             log(f"{summary.programs} programs, {len(summary.findings)} disagreements, "
-                f"{time.perf_counter() - start:.0f} s")
+                f"{time.perf_counter() - start:.0f} s: {counts}")
         if time_limit is not None and time.perf_counter() - start > time_limit:
             log(f"time limit reached after {summary.programs} programs")
             break

@@ -2,9 +2,11 @@
 
 Three rewrites, each only where the result is provably the same program:
 
-1. Two adjacent ``parallel`` loops over the same range merge into one (then their bodies' adjacent
-   parallel loops are tried in turn). Legal when no cross-iteration dependence appears: every buffer that
-   one nest writes and the other touches is accessed, in both, only through one index dimension whose
+1. Two adjacent ``parallel`` nests over the same domain (the same ranges at every level of their
+   perfect nests) merge into one (then their bodies' adjacent parallel loops are tried in turn). A row
+   loop next to a row x column nest stays apart: targets spread the two over threads differently.
+   Legal when no cross-iteration dependence appears: every buffer that one nest writes and the other
+   touches is accessed, in both, only through one index dimension whose
    index is the loop variable (plus an offset invariant in the nest), so iteration ``i`` of the merged
    loop touches only its own slice. Bodies must be element work (stores, lets, ifs, inner loops).
 2. Inside a parallel loop body, a load of an element just stored (same indices, nothing written in
@@ -106,6 +108,8 @@ def merge_loops(a: n.Stmt, b: n.For) -> Optional[n.For]:
         return None
     if a.start != b.start or a.stop != b.stop or a.var.type != b.var.type:
         return None
+    if _domain(a) != _domain(b):
+        return None   # a row loop next to a row x column nest: GPU targets bind the two differently
     if not (_is_element_body(a.body) and _is_element_body(b.body)):
         return None
     b_body = v.substitute(b.body, {b.var: a.var})
@@ -113,6 +117,18 @@ def merge_loops(a: n.Stmt, b: n.For) -> Optional[n.For]:
         return None
     body = _forward_stores(_fuse_level(a.body + b_body))
     return dataclasses.replace(a, body=body)
+
+
+def _domain(loop: n.For) -> list[tuple[n.Expr, n.Expr]]:
+    """The ranges of the perfect parallel nest that starts at ``loop`` (outermost first)."""
+    out = []
+    s: n.Stmt = loop
+    while isinstance(s, n.For) and s.kind == "parallel":
+        out.append((s.start, s.stop))
+        if len(s.body) != 1:
+            break
+        s = s.body[0]
+    return out
 
 
 def _accesses(body: n.Body, buf: n.Buffer) -> list[tuple]:

@@ -7,6 +7,7 @@ statement rules, applied to a fixed point:
 
 - ``if`` on a constant condition becomes the branch taken; an ``if`` with two empty branches goes.
 - A loop with an empty body, or a range that is provably empty, goes; so does ``while (false)``.
+- A store of an element's own value (``X[i, j] = X[i, j]``, the element provably inside X) goes.
 - ``let`` bound to a constant or a variable is substituted into the rest of its body; a ``let`` nothing
   uses goes.
 - An allocation nothing refers to goes; so does one that is only written (its stores and the tile ops
@@ -143,14 +144,32 @@ def _scope_rule(s: n.Stmt, rest: list[n.Stmt]) -> Optional[list[n.Stmt]]:
             return list(v.substitute(body, {s.var: s.value}))
     if isinstance(s, n.Alloc):
         body = tuple(rest)
-        if _named_in_hints(body, s.buffer.name):
-            return None   # a layout annotation refers to it by name
+        # Most allocations are read soon after: _live_use stops at the first read, so the full walks
+        # below only run for the dead ones.
+        if _live_use(body, s.buffer) or _named_in_hints(body, s.buffer.name):
+            return None   # read, or a layout annotation refers to it by name
         if s.buffer not in v.buffers_used(body):
             return rest
-        stripped = v.map_stmts(body, lambda x: () if _only_writes(x, s.buffer) else None)
-        if s.buffer not in v.buffers_used(stripped):
-            return list(stripped)
+        return list(v.map_stmts(body, lambda x: () if _only_writes(x, s.buffer) else None))
     return None
+
+
+def _live_use(body: n.Body, buf: n.Buffer) -> bool:
+    """Whether ``buf`` is used in ``body`` by anything but statements that only write it: what is left
+    of it once those statements are deleted (as ``map_stmts`` with ``_only_writes`` would)."""
+    for s in body:
+        if _only_writes(s, buf):
+            continue
+        for fname in v._field_names(type(s)):
+            value = getattr(s, fname)
+            if isinstance(value, tuple) and value and all(isinstance(x, n.Stmt) for x in value):
+                if _live_use(value, buf):
+                    return True
+                continue
+            for node in v._child_nodes(value):
+                if any(isinstance(x, n.Buffer) and x == buf for x in v.walk(node)):
+                    return True
+    return False
 
 
 def _named_in_hints(body: n.Body, name: str) -> bool:
@@ -196,7 +215,20 @@ def _while_rule(s: n.While, env: Env) -> Optional[tuple]:
     return None
 
 
-STMT_RULES = {n.If: _if_rule, n.For: _for_rule, n.While: _while_rule}
+def _store_rule(s: n.Store, env: Env) -> Optional[tuple]:
+    """``X[i] = X[i]`` goes: the loaded value is already in X's dtype, so storing it back is exact. Only
+    when the element is provably inside X (an out-of-range store is an error that must stay)."""
+    value = s.value
+    if not (isinstance(value, n.Load) and value.buffer == s.buffer and value.indices == s.indices):
+        return None
+    for idx, size in zip(s.indices, s.buffer.shape):
+        i, d = interval(idx, env), interval(size, env)
+        if may_trap(idx) or None in (i.lo, i.hi, d.lo) or i.lo < 0 or i.hi >= d.lo:
+            return None
+    return ()
+
+
+STMT_RULES = {n.If: _if_rule, n.For: _for_rule, n.While: _while_rule, n.Store: _store_rule}
 
 
 def _stmt_rule(s: n.Stmt, env: Env) -> Optional[tuple]:

@@ -13,6 +13,7 @@ bare, several as a list, none as ``None``.
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Optional, Sequence
 
 from .. import targets as target_registry
@@ -25,14 +26,52 @@ from . import args as argmod
 RUNTIME_OPTIONS = frozenset({"poison_outputs"})
 
 
-def run_tile_passes(func: nodes.Func, options: dict[str, Any]) -> nodes.Func:
-    """The target-independent passes named by ``options["passes"]`` ("default" or "a,b,c"), if any.
+# The tile passes each target runs when ``compile`` is not told otherwise (``passes=None``). The
+# interpreter is the oracle and interprets the kernel as written; cpu, ascend and cuda were each run
+# through their test suites and the fuzzer with the passes on (docs/internals.md, "Passes").
+TARGET_DEFAULT_PASSES: dict[str, str] = {"cpu": "default", "ascend": "default", "cuda": "default"}
+
+# ``passes=`` values that turn the tile passes off.
+NO_PASSES = ("", "none", "off")
+
+
+def default_passes(target_name: str) -> str:
+    """The pass list ``target_name`` runs by default ("" for none); ``TILEC_PASSES`` overrides it."""
+    env = os.environ.get("TILEC_PASSES")
+    if env is not None:
+        return env
+    return TARGET_DEFAULT_PASSES.get(target_name, "")
+
+
+def pass_spec(options: dict[str, Any], target_name: str) -> str:
+    """The passes to run as "default", "a,b,c" or "" from ``options["passes"]`` (None: the target's
+    default; ``[]``, ``False``, "none": none) and ``pass_configs={"tilec.passes": ...}``."""
+    spec = options.get("passes")
+    configs = options.get("pass_configs") or {}
+    if spec is None and configs.get("tilec.passes") is not None:
+        spec = configs["tilec.passes"]
+    if spec is None:
+        spec = default_passes(target_name)
+    if spec is False:
+        return ""
+    if spec is True:
+        return "default"
+    if not isinstance(spec, str):
+        spec = ",".join(spec)
+    return "" if spec.strip().lower() in NO_PASSES else spec
+
+
+def run_tile_passes(func: nodes.Func, options: dict[str, Any], target_name: str = "") -> nodes.Func:
+    """The target-independent passes chosen by ``pass_spec`` (for ``target_name``), if any.
 
     They run before the target's own lowering; ``check_semantics`` interprets before and after each
-    pass and names the first one that changes the results. Off unless asked for (see docs/internals.md).
+    pass and names the first one that changes the results.
     """
-    spec = options.get("passes")
+    spec = pass_spec(options, target_name)
     if not spec:
+        if options.get("check_semantics"):
+            raise TilecError(f"--check-semantics needs --passes (the passes to check): target "
+                             f"'{target_name}' runs no tile passes by default")
         return func
     from ..passes import manager, registry
     passes = registry.pipeline(registry.DEFAULT if spec == "default" else spec)
@@ -234,7 +273,8 @@ def compile(prim_func: Any, out_idx: Any = None, target: Any = "auto",  # noqa: 
     opts = dict(options)
     opts["pass_configs"] = dict(pass_configs or {})
     # Options the runtime itself consumes stay out of the target's (and so its compile cache key).
-    func = run_tile_passes(func, opts)
-    build_opts = {k: v for k, v in opts.items() if k not in RUNTIME_OPTIONS}
+    func = run_tile_passes(func, opts, tgt.name)
+    # The passes have run: the target sees their output, and "passes" stays out of its cache key.
+    build_opts = {k: v for k, v in opts.items() if k not in RUNTIME_OPTIONS and k != "passes"}
     executable = tgt.build(func, build_opts)
     return JITKernel(func, executable, tgt, outs, opts)
