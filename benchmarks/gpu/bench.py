@@ -40,6 +40,12 @@ from ds_common import sane  # noqa: E402
 TARGET = CudaTarget()
 
 
+def build(func: N.Func, options: dict):
+    """What ``tilec.compile(..., target="cuda")`` builds: the default tile passes, then the cuda target."""
+    from tilec.runtime.kernel import run_tile_passes
+    return TARGET.build(run_tile_passes(func, options, "cuda"), options)
+
+
 def load_example(path: pathlib.Path):
     spec = importlib.util.spec_from_file_location(f"tilec_gpu_bench_{path.stem}", path)
     mod = importlib.util.module_from_spec(spec)
@@ -100,7 +106,7 @@ def check_example(path: pathlib.Path, which: str) -> dict:
         inputs = [random_tensor(shape_of(p, params), p.dtype, gen)
                   for i, p in enumerate(func.params) if i not in out_idx]
     t0 = time.time()
-    exe = TARGET.build(func, {})
+    exe = build(func, {})
     build_s = time.time() - t0
     args, it = [], iter(inputs)
     for i, p in enumerate(func.params):
@@ -157,7 +163,7 @@ def bench_gemm(n: int, configs: list[dict], reps: int) -> dict:
     best = None
     for cfg, options in configs:
         try:
-            exe = TARGET.build(func_of(gemm.KERNEL(n, n, n, dtype="bfloat16", **cfg)), options)
+            exe = build(func_of(gemm.KERNEL(n, n, n, dtype="bfloat16", **cfg)), options)
         except Exception as e:  # noqa: BLE001 - a config that does not build is reported, not fatal
             print(f"  gemm {n}: config {cfg} failed to build: {e}", file=sys.stderr)
             continue
@@ -190,7 +196,7 @@ def bench_attention(causal: bool, configs: list[dict], reps: int, B=4, H=32, S=4
     best = None
     for cfg in configs:
         try:
-            exe = TARGET.build(func_of(fa.KERNEL(B, H, S, D, is_causal=causal, **cfg)), {})
+            exe = build(func_of(fa.KERNEL(B, H, S, D, is_causal=causal, **cfg)), {})
         except Exception as e:  # noqa: BLE001
             print(f"  attention: config {cfg} failed to build: {e}", file=sys.stderr)
             continue
@@ -232,7 +238,7 @@ def compile_jobs(opts, parts=None, arch: str = "sm_90a") -> list[tuple[str, obje
     jobs, parts = [], opts.parts if parts is None else parts
 
     def direct(func, options):
-        return lambda: TARGET.build(func, {"arch": arch, **options}).source
+        return lambda: build(func, {"arch": arch, **options}).source
     if "examples" in parts:
         for p in example_paths():
             mod = load_example(p)

@@ -63,9 +63,10 @@ def cache_ir_text(func: Any) -> str:
 
 def _kernel_entry(spec: KernelSpec, options: dict) -> tuple[dict, bytes]:
     """Compile one spec: (its manifest entry, its object file)."""
-    from tilec.runtime.kernel import verify
+    from tilec.runtime.kernel import run_tile_passes, verify
     func = spec.build().func
     verify(func)
+    func = run_tile_passes(func, options, "cpu")     # what tilec.compile would build for the cpu target
     from backends.llvm.target import compile_object
     obj, meta = compile_object(func, options)
     ir = cache_ir_text(func)
