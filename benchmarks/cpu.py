@@ -94,12 +94,17 @@ SETTLE_S = 0.15
 
 
 def _timed(fns: dict, rounds: int, clock=time.perf_counter) -> dict:
-    """Median seconds of each callable, measured in interleaved rounds after one warm-up call each."""
+    """Median seconds of each callable, measured in interleaved rounds after one warm-up call each.
+
+    Each round starts one callable later (round r runs them from the r-th on, cyclically), so no
+    callable always follows the same one: what ran just before a call can change its time."""
     for f in fns.values():
         f()
     times = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, f in fns.items():
+    names = list(fns)
+    for r in range(rounds):
+        for k in names[r % len(names):] + names[:r % len(names)]:
+            f = fns[k]
             time.sleep(SETTLE_S)
             t0 = clock()
             f()
