@@ -52,13 +52,10 @@ def test_metadata_without_native_entry_still_runs():
     """A library built before the native entry existed (no ``entry`` in its metadata) uses the pool."""
     func, qkv = _attention(64)
     exe = CpuTarget().build(func, {})
-    meta = {k: v for k, v in exe.kernel.meta.items() if k != "entry"}
-    addrs = {}
-    for launch, count in meta["launches"]:
-        addrs[launch] = getattr(exe.kernel.keepalive, launch)
-        addrs[count] = getattr(exe.kernel.keepalive, count)
     import ctypes
-    addrs = {k: ctypes.cast(v, ctypes.c_void_p).value for k, v in addrs.items()}
+    meta = {k: v for k, v in exe.kernel.meta.items() if k != "entry"}
+    lib = exe.kernel.keepalive
+    addrs = {sym: ctypes.cast(getattr(lib, sym), ctypes.c_void_p).value for sym in runtime.entry_symbols(meta)}
     old = runtime.NativeKernel(meta, addrs, keepalive=exe.kernel.keepalive)
     assert old.entry is None
     o = np.full_like(qkv[0], np.nan)

@@ -56,20 +56,16 @@ def _shape_entry(e: Any) -> Any:
     return {"expr": shape_text([e])[1:-1]}
 
 
-def cache_ir_text(func: Any) -> str:
-    from backends.llvm.cache import ir_text
-    return ir_text(func)
-
-
 def _kernel_entry(spec: KernelSpec, options: dict) -> tuple[dict, bytes]:
     """Compile one spec: (its manifest entry, its object file)."""
+    from backends.llvm.cache import ir_text
+    from backends.llvm.target import compile_object
     from tilec.runtime.kernel import run_tile_passes, verify
     func = spec.build().func
     verify(func)
     func = run_tile_passes(func, options, "cpu")     # what tilec.compile would build for the cpu target
-    from backends.llvm.target import compile_object
     obj, meta = compile_object(func, options)
-    ir = cache_ir_text(func)
+    ir = ir_text(func)
     entry = {**spec.to_json(), "kernel": func.name, "ir_sha256": hashlib.sha256(ir.encode()).hexdigest(),
              "params": [{"name": p.name, "dtype": p.dtype, "shape": [_shape_entry(e) for e in p.shape]}
                         for p in func.params],
