@@ -120,6 +120,27 @@ def _timed_ab(fns: dict, rounds: int) -> dict:
     return dict(t, passes_cpu_s=cpu["tilec"], nopass_cpu_s=cpu["nopass"])
 
 
+def openblas_core() -> str:
+    """The kernel family numpy's OpenBLAS picked for this CPU (e.g. "Haswell" = AVX2, "SkylakeX" =
+    AVX-512), or "unknown": OpenBLAS's speed depends on it, and it can pick AVX2 kernels on a CPU it
+    does not recognise (OPENBLAS_CORETYPE overrides)."""
+    import ctypes
+    import glob
+    libdir = pathlib.Path(np.__file__).parent.parent / "numpy.libs"
+    for lib in sorted(glob.glob(str(libdir / "*openblas*"))):
+        try:
+            handle = ctypes.CDLL(lib)
+        except OSError:
+            continue
+        for sym in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename", "openblas_get_corename64_",
+                    "openblas_get_corename"):
+            fn = getattr(handle, sym, None)
+            if fn is not None:
+                fn.restype = ctypes.c_char_p
+                return fn().decode()
+    return "unknown"
+
+
 def _relerr(out: np.ndarray, ref: np.ndarray) -> float:
     out, ref = np.asarray(out, np.float64), np.asarray(ref, np.float64)
     return float(np.linalg.norm(out - ref) / np.linalg.norm(ref))
@@ -230,7 +251,8 @@ def main(argv=None) -> int:
     rows = [run() for name, run in cases if not args.only or any(o in name for o in args.only)]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"tilec cpu benchmark: {num_threads()} threads, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads), numpy {np.__version__}; medians of {r} rounds; "
+          f"({torch.get_num_threads()} threads), numpy {np.__version__} (OpenBLAS {openblas_core()} kernels); "
+          f"medians of {r} rounds; "
           f"load average {load:.1f}")
     print("tilec: with the default tile passes (what tilec.compile builds); no-pass: the same kernel, passes=[]")
     print(f"{'case':38s} {'tilec ms':>9s} {'no-pass ms':>10s} {'passes x':>8s} {'numpy ms':>9s} {'torch ms':>9s}"
@@ -266,6 +288,7 @@ def main(argv=None) -> int:
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
         pathlib.Path(args.json).write_text(json.dumps(dict(threads=num_threads(), torch_threads=torch.get_num_threads(),
                                                            load_average=load, passes=list(DEFAULT_PASSES),
+                                                           openblas_core=openblas_core(),
                                                            rows=rows), indent=2))
     return 0 if ok else 1
 

@@ -16,6 +16,9 @@ so results never depend on how many threads run it. Two ways to fan a launch out
 Width: as many threads as the process may run on (``TILEC_NUM_THREADS`` overrides, read at every
 call), never more than the launch has blocks. ctypes releases the GIL while native code runs. Nothing
 here needs llvmlite: the ahead-of-time path loads a shared library with ctypes and uses this module.
+
+Placement: each worker thread of either pool is pinned to a CPU of its own, never the caller's (see
+``_Placement``); ``TILEC_CPU_BIND=0`` turns that off.
 """
 from __future__ import annotations
 
@@ -89,12 +92,138 @@ def gomp_parallel() -> int:
     return _gomp_parallel
 
 
+# --- where worker threads run ---------------------------------------------------------------------
+# On a virtual machine a vCPU that has been idle for more than ~20 ms can look busy to the guest's
+# scheduler (its "preempted" hint), which then wakes a worker onto the waking thread's own CPU: the
+# caller and its worker share one core for the whole launch, while the other core idles (measured
+# here, 2 vCPUs: in 8-20 of 20 launches after a 20-300 ms pause, the worker started 2.5-4 ms late and
+# a 2-thread GEMM 1024 took 9-12 ms instead of 4.6). A thread allowed on one CPU only is always woken
+# there. So each worker is pinned to a CPU of its own, never the caller's current CPU; when the
+# caller moves onto a worker's CPU, that worker alone moves (one system call), to the free CPU
+# nearest the caller's. The caller itself is never pinned.
+
+
+def place_workers(cpus: list[int], placed: dict, caller_cpu: int) -> dict:
+    """The moves that keep every worker on a CPU of its own other than ``caller_cpu``.
+
+    ``cpus``: the CPUs the process may use; ``placed``: worker -> its CPU, or None when not yet pinned.
+    Returns worker -> new CPU for the workers that must move; {} when there are not enough CPUs (one
+    for the caller plus one per worker), and then nothing is pinned."""
+    if len(placed) >= len(cpus) or caller_cpu not in cpus:
+        return {}
+    taken = {c for c in placed.values() if c is not None and c != caller_cpu}
+    nearest = sorted((c for c in cpus if c != caller_cpu and c not in taken),
+                     key=lambda c: (c - caller_cpu) % (max(cpus) + 1))
+    moves = {}
+    for worker, cpu in placed.items():
+        if cpu is None or cpu == caller_cpu:
+            moves[worker] = nearest.pop(0)
+    return moves
+
+
+def _libc_sched_getcpu():
+    try:
+        fn = ctypes.CDLL(None).sched_getcpu
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        return None
+    fn.restype = ctypes.c_int
+    fn.argtypes = []
+    return fn
+
+
+_sched_getcpu = _libc_sched_getcpu()
+# OpenMP's own binding, when asked for, is the user's choice; tilec then leaves placement alone
+_OPENMP_BINDING = any(os.environ.get(v) for v in ("OMP_PROC_BIND", "OMP_PLACES", "GOMP_CPU_AFFINITY", "KMP_AFFINITY"))
+
+
+def binding_enabled() -> bool:
+    return (_sched_getcpu is not None and not _OPENMP_BINDING
+            and os.environ.get("TILEC_CPU_BIND", "1").strip().lower() not in ("0", "no", "off", "false"))
+
+
+class _Placement:
+    """Where one caller's worker threads (native thread ids) are pinned. ``keep_off_caller`` runs before
+    each launch with the workers that launch uses; it costs one ``sched_getcpu`` call when nothing
+    has to move."""
+
+    def __init__(self) -> None:
+        self.placed: dict = {}   # worker -> the CPU it is pinned to
+        self.last: tuple = ()    # (caller's CPU, workers) at the last check
+        try:
+            self.cpus = sorted(os.sched_getaffinity(0))
+        except (AttributeError, OSError):  # pragma: no cover - not Linux
+            self.cpus = []
+
+    def keep_off_caller(self, workers: tuple) -> None:
+        if not binding_enabled():
+            self.release()
+            return
+        cpu = _sched_getcpu()
+        if self.last and self.last[0] == cpu and self.last[1] is workers:
+            return
+        self.last = (cpu, workers)
+        team = {w: self.placed.get(w) for w in workers}
+        for worker, target in place_workers(self.cpus, team, cpu).items():
+            try:
+                os.sched_setaffinity(worker, {target})
+            except OSError:  # the worker has exited, or the CPU was taken from the process
+                self.placed.pop(worker, None)
+                continue
+            self.placed[worker] = target
+
+    def release(self) -> None:
+        """Let pinned workers run anywhere again (binding turned off)."""
+        for worker in self.placed:
+            try:
+                os.sched_setaffinity(worker, self.cpus)
+            except OSError:
+                pass
+        self.placed.clear()
+        self.last = ()
+
+
+TEAM_MEMBER_T = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+GOMP_PARALLEL_T = ctypes.CFUNCTYPE(None, TEAM_MEMBER_T, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint)
+# An OpenMP runtime keeps one pool of workers per calling thread, and a team of n threads is the caller
+# plus the same n - 1 workers of that pool every time.
+_caller = threading.local()
+
+
+def openmp_workers(gomp: int, width: int) -> tuple:
+    """Native ids of the workers in the calling thread's OpenMP team of ``width``: one empty parallel
+    region whose members report themselves."""
+    ids: list[int] = []
+    member = TEAM_MEMBER_T(lambda _: ids.append(threading.get_native_id()))
+    GOMP_PARALLEL_T(gomp)(member, None, width, 0)
+    me = threading.get_native_id()
+    return tuple(sorted(i for i in ids if i != me))
+
+
+def place_openmp_team(gomp: int, width: int) -> None:
+    """Pin the calling thread's OpenMP workers before a launch of ``width`` threads (see above)."""
+    if width <= 1:
+        return
+    teams = getattr(_caller, "teams", None)
+    if teams is None:
+        if not binding_enabled():
+            return
+        teams = _caller.teams = {}
+        _caller.placement = _Placement()
+    workers = teams.get(width)
+    if workers is None:
+        workers = teams[width] = openmp_workers(gomp, width)
+    _caller.placement.keep_off_caller(workers)
+
+
 class _Pool:
     """Persistent workers, each with its own job queue; ``run`` fans one callable out to ``width`` threads."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.workers: list[queue.SimpleQueue] = []
+        self.native_ids: list[int] = []
+        self.teams: dict[int, tuple] = {}   # width -> the workers a fan-out of that width uses
+        self.placement = _Placement()
 
     def _grow(self, n: int) -> None:
         old = threading.stack_size()
@@ -105,6 +234,7 @@ class _Pool:
                 t = threading.Thread(target=self._work, args=(q,), daemon=True, name=f"tilec-cpu-{len(self.workers)}")
                 t.start()
                 self.workers.append(q)
+                self.native_ids.append(t.native_id)
         finally:
             threading.stack_size(old)
 
@@ -131,6 +261,8 @@ class _Pool:
     def run(self, fn: Callable[[], None], width: int) -> None:
         with self.lock:  # one fan-out at a time keeps workers from being oversubscribed
             self._grow(width - 1)
+            workers = self.teams.get(width) or self.teams.setdefault(width, tuple(self.native_ids[: width - 1]))
+            self.placement.keep_off_caller(workers)
             done: queue.SimpleQueue = queue.SimpleQueue()
             for q in self.workers[: width - 1]:
                 q.put((fn, done))
@@ -212,7 +344,9 @@ class NativeKernel:
         if self.entry is not None:
             gomp = gomp_parallel()
             if gomp:
-                self.entry(ptrs, dvals, threads or num_threads(), gomp)
+                width = threads or num_threads()
+                place_openmp_team(gomp, width)
+                self.entry(ptrs, dvals, width, gomp)
                 return
         p_params, p_dims = ctypes.addressof(ptrs), ctypes.addressof(dvals)
         for (launch, nblocks), stack in zip(self.launches, self.stacks):
