@@ -95,6 +95,50 @@ def compile_source(text: str, arch: str, kind: str = "so") -> Path:
     return runtime_cache.cached_build(out, build)
 
 
+def cuobjdump_path() -> Optional[str]:
+    """cuobjdump from $CUOBJDUMP, PATH, the CUDA install, or the nvidia-cuda-cuobjdump wheel; None if absent."""
+    cands = [os.environ.get("CUOBJDUMP"), shutil.which("cuobjdump"), "/usr/local/cuda/bin/cuobjdump"]
+    try:
+        import nvidia
+        for base in nvidia.__path__:
+            cands += [str(p) for p in sorted(Path(base).glob("cu*/bin/cuobjdump"))]
+    except ImportError:
+        pass
+    return next((c for c in cands if c and os.path.exists(c)), None)
+
+
+_RESOURCE_FN = re.compile(r"^\s*Function (?P<name>\S+):\s*$")
+_RESOURCE_KV = re.compile(r"(?P<key>[A-Z]+(?:\[\d+\])?):(?P<value>\d+)")
+
+
+def resource_usage(binary: Path) -> dict[str, dict[str, int]]:
+    """What ptxas gave each kernel of a cubin or shared library, by function name (demangled to the
+    kernel's name): ``REG`` registers per thread, ``STACK`` bytes of per-thread stack (local memory:
+    register spills or arrays indexed at run time; 0 in a kernel that keeps everything in registers),
+    ``SHARED`` static shared bytes, and cuobjdump's other counters. {} when cuobjdump is absent."""
+    tool = cuobjdump_path()
+    if tool is None:
+        return {}
+    out = subprocess.run([tool, "--dump-resource-usage", str(binary)], capture_output=True, text=True, check=False)
+    usage: dict[str, dict[str, int]] = {}
+    name = None
+    for line in out.stdout.splitlines():
+        m = _RESOURCE_FN.match(line)
+        if m:
+            name = _demangled_name(m.group("name"))
+            continue
+        if name is not None and "REG:" in line:
+            usage[name] = {k.group("key"): int(k.group("value")) for k in _RESOURCE_KV.finditer(line)}
+            name = None
+    return usage
+
+
+def _demangled_name(symbol: str) -> str:
+    """``_Z11main_kernelPK6__half...`` -> ``main_kernel`` (Itanium length-prefixed name); else as is."""
+    m = re.match(r"_Z(\d+)", symbol)
+    return symbol[m.end():m.end() + int(m.group(1))] if m else symbol
+
+
 def explain_nvcc_error(log: str, text: str, limit: int = 5) -> str:
     """nvcc's message with, for each error, the generated line and the kernel line it came from."""
     lines = text.splitlines()

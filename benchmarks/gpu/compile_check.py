@@ -27,15 +27,30 @@ def gemm_kinds(source: str) -> str:
     return f"gemms: {total - fma} tensor-core, {fma} FMA"
 
 
+def resources(source: str, arch: str) -> str:
+    """Registers and local memory of the compiled kernel (the most over its launches), from cuobjdump.
+
+    ``stack`` is per-thread local memory: register spills or arrays indexed at run time, both slow.
+    The build is a cache hit: the job has just compiled the same source for the same arch."""
+    from backends.cuda.build import compile_source, resource_usage
+    usage = resource_usage(compile_source(source, arch, "so"))
+    if not usage:
+        return "registers: ? (no cuobjdump)"
+    regs = max(u.get("REG", 0) for u in usage.values())
+    stack = max(u.get("STACK", 0) for u in usage.values())
+    return f"registers {regs}, stack {stack} B" + ("  LOCAL MEMORY" if stack else "")
+
+
 def report(jobs: list[Job], arch: str = "sm_90a") -> int:
-    """Build every job in turn; one line each: name, seconds, ``ok`` with ``gemm_kinds`` or ``ERROR``
-    with the first lines of the error. Returns 1 when any failed, else 0."""
+    """Build every job in turn; one line each: name, seconds, ``ok`` with ``gemm_kinds`` and
+    ``resources`` or ``ERROR`` with the first lines of the error. Returns 1 when any failed, else 0."""
     failed = 0
     print(f"compiling {len(jobs)} kernels for {arch}")
     for name, build in jobs:
         t0 = time.time()
         try:
-            status = "ok     " + gemm_kinds(build())
+            source = build()
+            status = f"ok     {gemm_kinds(source)}; {resources(source, arch)}"
         except Exception as e:  # noqa: BLE001 - every kernel gets its line
             failed += 1
             status = "ERROR  " + " | ".join(ln.strip() for ln in f"{type(e).__name__}: {e}".splitlines()[:3])

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import os
 import pathlib
-import shutil
 import subprocess
 import sys
 import threading
@@ -94,15 +92,8 @@ def _raise(e: Exception):
 
 
 def cuobjdump() -> Optional[str]:
-    """cuobjdump from PATH, $CUOBJDUMP, the CUDA install, or the nvidia-cuda-cuobjdump wheel."""
-    cands = [os.environ.get("CUOBJDUMP"), shutil.which("cuobjdump"), "/usr/local/cuda/bin/cuobjdump"]
-    try:
-        import nvidia
-        for base in nvidia.__path__:
-            cands += [str(p) for p in pathlib.Path(base).glob("cu*/bin/cuobjdump")]
-    except ImportError:
-        pass
-    return next((c for c in cands if c and os.path.exists(c)), None)
+    from backends.cuda.build import cuobjdump_path
+    return cuobjdump_path()
 
 
 def sass(cubin: pathlib.Path) -> str:

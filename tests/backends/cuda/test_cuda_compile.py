@@ -1,5 +1,5 @@
 """Every hand-built kernel (cuda_irkit.py) and every example compiles with nvcc for sm_80 and sm_90a,
-and the machine code of the matrix kernels uses the tensor cores.
+the machine code of the matrix kernels uses the tensor cores, and the examples do not spill.
 
 No GPU is needed: the cubins are inspected with cuobjdump (SASS). Where cuobjdump is missing, the PTX
 is checked for ``mma.sync`` instead.
@@ -36,6 +36,28 @@ def test_example_compiles(example, which, arch):
         assert "__global__" in result
         return
     assert pathlib.Path(result).stat().st_size > 0
+
+
+@pytest.mark.skipif(cs.cuobjdump() is None, reason="cuobjdump is not installed")
+@pytest.mark.parametrize("arch", cs.ARCHES)
+@pytest.mark.parametrize("example", [p.stem for p in cs.examples()])
+def test_example_kernels_keep_everything_in_registers(example, arch):
+    """At the examples' default sizes no kernel spills or uses local memory (ptxas's stack frame is 0)."""
+    from backends.cuda.build import resource_usage
+    cubin = cs.example_cubins()[(example, "DEFAULTS", arch)]
+    if isinstance(cubin, Exception):
+        raise cubin
+    usage = resource_usage(pathlib.Path(cubin))
+    assert usage, "cuobjdump reported no kernel"
+    for name, u in usage.items():
+        assert 0 < u["REG"] <= 255 and u["STACK"] == 0, f"{example} {arch} {name}: {u}"
+
+
+def test_resource_usage_names_kernels():
+    from backends.cuda.build import _demangled_name
+    assert _demangled_name("_Z11main_kernelPK6__halfS1_PS_") == "main_kernel"
+    assert _demangled_name("_Z20tileops_misc_kernel0PKfPf") == "tileops_misc_kernel0"
+    assert _demangled_name("plain_c_name") == "plain_c_name"
 
 
 def _sass_or_ptx(name: str, arch: str) -> str:
