@@ -37,6 +37,8 @@ class CudaTarget:
         return True, ""
 
     def build(self, func: Func, options: dict[str, Any]) -> CudaExecutable:
+        from tilec.runtime.kernel import as_func
+        func = as_func(func)  # a @T.prim_func result works too
         options = dict(options or {})
         configs = options.get("pass_configs") or {}
         arch = options.get("arch") or configs.get("tilec.cuda.arch") or default_arch()

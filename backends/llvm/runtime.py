@@ -166,9 +166,9 @@ class _Placement:
         for worker, target in place_workers(self.cpus, team, cpu).items():
             try:
                 os.sched_setaffinity(worker, {target})
-            except OSError:  # the worker has exited, or the CPU was taken from the process
-                self.placed.pop(worker, None)
-                continue
+            except OSError:  # not permitted here (a sandbox), a CPU taken from the process, or the worker gone
+                self.cpus = []   # stop trying: place_workers moves nothing without CPUs
+                return
             self.placed[worker] = target
 
     def release(self) -> None:

@@ -159,6 +159,8 @@ class CpuTarget:
         return True, ""
 
     def build(self, func: n.Func, options: Optional[dict[str, Any]] = None) -> CpuExecutable:
+        from tilec.runtime.kernel import as_func
+        func = as_func(func)  # a @T.prim_func result works too
         import os
         options = dict(options or {})
         mode = options.get("cpu_build") or os.environ.get("TILEC_CPU_BUILD") or ("aot" if c_compiler() else "jit")

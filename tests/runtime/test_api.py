@@ -64,3 +64,26 @@ def test_jit_dynamic_rows_torch_and_numpy(target):
     with pytest.raises(TilecError, match=r"parameter 'X': expected shape \[M, 32\], got \[40, 31\]"):
         k(torch.randn(40, 31))
     assert "main" in k.get_kernel_source()
+
+
+@pytest.mark.parametrize("target", ["cpu", "ascend", "cuda"])
+def test_a_targets_build_takes_the_decorated_kernel(target):
+    """``Target().build`` (the plugin API the backend docs show) accepts a @T.prim_func result as well as
+    its ``Func``, and refuses anything else with a TilecError."""
+    from tilec import targets
+    tgt = targets.get(target)
+    kernel = _scale_kernel()
+    if target == "cuda":
+        from backends.cuda.build import nvcc_path
+        try:
+            nvcc_path()
+        except TilecError:
+            pytest.skip("nvcc is not installed")
+        assert "__global__" in tgt.build(kernel, {"arch": "sm_80"}).source
+        return
+    x = np.random.default_rng(3).standard_normal((40, 32)).astype(np.float32)
+    y = np.full_like(x, np.nan)
+    tgt.build(kernel, {}).run([x, y], {"M": 40})
+    np.testing.assert_allclose(y, x * 2 + 1, rtol=1e-6)
+    with pytest.raises(TilecError, match="prim_func"):
+        tgt.build(42, {})

@@ -96,3 +96,21 @@ def test_python_pool_workers_are_pinned_off_the_caller(monkeypatch):
     placement = runtime._pool.placement
     assert len(runtime._pool.native_ids) >= 2
     _pinned_apart(list(runtime._pool.teams[2]), placement.last[0])
+
+
+def test_placement_gives_up_where_pinning_is_refused(monkeypatch):
+    """A sandbox that refuses sched_setaffinity costs one failed call, not one per launch."""
+    calls = []
+
+    def refuse(pid, cpus):
+        calls.append(pid)
+        raise PermissionError(1, "Operation not permitted")
+    monkeypatch.setattr(runtime.os, "sched_setaffinity", refuse)
+    monkeypatch.setattr(runtime, "_sched_getcpu", lambda: calls and 1 or 0)   # the caller keeps moving
+    monkeypatch.setattr(runtime, "binding_enabled", lambda: True)
+    placement = runtime._Placement()
+    placement.cpus = [0, 1]
+    workers = (4242,)
+    for _ in range(5):
+        placement.keep_off_caller(workers)
+    assert calls == [4242] and placement.placed == {}
