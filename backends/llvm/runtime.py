@@ -149,13 +149,14 @@ class _Placement:
     def __init__(self) -> None:
         self.placed: dict = {}   # worker -> the CPU it is pinned to
         self.last: tuple = ()    # (caller's CPU, workers) at the last check
+        self.refused = False     # sched_setaffinity failed once: leave placement to the system
         try:
             self.cpus = sorted(os.sched_getaffinity(0))
         except (AttributeError, OSError):  # pragma: no cover - not Linux
             self.cpus = []
 
     def keep_off_caller(self, workers: tuple) -> None:
-        if not binding_enabled():
+        if self.refused or not binding_enabled():
             self.release()
             return
         cpu = _sched_getcpu()
@@ -167,12 +168,15 @@ class _Placement:
             try:
                 os.sched_setaffinity(worker, {target})
             except OSError:  # not permitted here (a sandbox), a CPU taken from the process, or the worker gone
-                self.cpus = []   # stop trying: place_workers moves nothing without CPUs
+                self.refused = True
+                self.release()
                 return
             self.placed[worker] = target
 
     def release(self) -> None:
-        """Let pinned workers run anywhere again (binding turned off)."""
+        """Let pinned workers run anywhere again (binding turned off or refused)."""
+        if not self.placed:
+            return
         for worker in self.placed:
             try:
                 os.sched_setaffinity(worker, self.cpus)
