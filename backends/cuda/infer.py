@@ -109,6 +109,11 @@ def _seed_from_gemms(launch: N.Launch, layouts: dict[str, Layout]) -> None:
     warps = max(1, launch.threads // 32)
     gemms = [s for s in walk(launch.body) if isinstance(s, N.Gemm)]
     reg_a = any(g.a.buffer.scope == "fragment" for g in gemms)
+    widest: dict[int, int] = {}   # accumulator rows -> the most columns of one with that many rows
+    for g in gemms:
+        dims = gemm_dims(g)
+        if dims is not None:
+            widest[dims[0]] = max(widest.get(dims[0], 0), dims[1])
     for g in gemms:
         dims, c, a = gemm_dims(g), g.c.buffer, g.a.buffer
         if not mma_dtypes(g) or dims is None or c.scope != "fragment" or len(c.shape) != 2 \
@@ -116,7 +121,10 @@ def _seed_from_gemms(launch: N.Launch, layouts: dict[str, Layout]) -> None:
             continue
         m, n, k = dims
         if c.name not in layouts:
-            grid = choose_grid(m, n, warps, g.policy, reg_a) or choose_grid(m, n, warps, g.policy, False)
+            grid = choose_grid(m, n, warps, g.policy, reg_a)
+            if grid is None or not (reg_a or g.policy):
+                grid = (_row_group_grid(m, n, warps, widest[m]) or grid
+                        or choose_grid(m, n, warps, g.policy, False))
             if grid is None:
                 continue
             layouts[c.name] = MmaLayout(m, n, *grid)
@@ -124,6 +132,18 @@ def _seed_from_gemms(launch: N.Launch, layouts: dict[str, Layout]) -> None:
         if (a.scope == "fragment" and isinstance(lay, MmaLayout) and lay.wn == 1 and not g.trans_a
                 and is_whole(g.a) and len(a.shape) == 2 and k % 16 == 0 and a.name not in layouts):
             layouts[a.name] = MmaLayout(m, k, lay.wm, 1)
+
+
+def _row_group_grid(m: int, n: int, warps: int, widest: int) -> Optional[tuple[int, int]]:
+    """The warp grid of the widest accumulator with ``m`` rows (``widest`` columns) in the block, when
+    it also tiles this ``m x n`` one. Accumulators of one block with the same rows are usually linked
+    row by row (attention's scores and output share the softmax's row state), and a row-wise value
+    stays in registers for both only when their warps split the rows alike; the widest one holds the
+    most registers, so its grid is the one to share."""
+    grid = choose_grid(m, widest, warps, "", False)
+    if grid is not None and m % (16 * grid[0]) == 0 and n % (8 * grid[1]) == 0:
+        return grid
+    return None
 
 
 def _seed_lanes(launch: N.Launch, layouts: dict[str, Layout]) -> None:

@@ -38,11 +38,13 @@ from tilec.models.deepseek_v32 import ref_ops  # noqa: E402
 # (its fp32 [64, 512] accumulator did not fit in registers) until backends/cuda/emit.py changed on
 # 2026-11-26; it now compiles with the accumulator in registers.
 KNOWN_FAILURES: dict[str, str] = {}
-# kernels whose compiled code uses local memory (register spills), recorded like KNOWN_FAILURES: the
-# bench also times the smaller block_H variants, which do not spill, and reports the fastest.
-# sparse_mla at block_H=64 holds a 64x512 fp32 accumulator over 4 warps: 256 values a thread, more
-# than the 255 registers a thread can have (1680 bytes of stack with nvcc 13.0, sm_90a).
-KNOWN_LOCAL_MEMORY = {"sparse_mla_h128_d576_v512_bh64"}
+# kernels whose compiled code uses local memory (register spills), recorded like KNOWN_FAILURES; the
+# bench times every block_H and reports the fastest. With nvcc 13.0, sm_90a: sparse_mla at block_H=64
+# holds a 64x512 fp32 accumulator over 4 warps, 256 values a thread, more than the 255 registers a
+# thread can have (1680 bytes of stack); at block_H=32 the 128-value accumulator, the scores and one
+# k step's 16 B fragments come to just over 255 (64 bytes; before both of its GEMMs were on tensor
+# cores it spilled nothing, but multiplied Q K^T on CUDA cores).
+KNOWN_LOCAL_MEMORY = {"sparse_mla_h128_d576_v512_bh64", "sparse_mla_h128_d576_v512_bh32"}
 
 SMALL = D.Dims(heads=32, d_qk=144, d_v=128, topk=64, scale=144 ** -0.5, idx_heads=4, idx_dim=128, dim=256,
                inter=128, experts=16, active=4, groups=4, top_groups=2, moe_block_M=(16, 32), lin_n=256)

@@ -226,3 +226,24 @@ def test_generation_is_deterministic():
     b = generate(irkit.flash_attention(causal=True), "sm_80").text
     assert a == b
     assert "for sm_80" in a
+
+
+def test_linked_accumulators_share_a_warp_grid():
+    """Attention with 32 query rows on 4 warps: P cannot be a register operand (that needs 16 rows a
+    warp with whole rows), so both GEMMs get ordinary grids; S [32x64] takes the grid of the wider O
+    [32x128] (1x4), so the softmax's row state fits both and S stays in registers on tensor cores
+    (with independent choices S took 2x2, lost its register layout and its GEMM ran on CUDA cores)."""
+    import pathlib
+    import sys
+    sys.path.insert(0, str(pathlib.Path(__file__).parents[3] / "examples"))
+    import flash_attention
+    func = flash_attention.flash_attention(1, 2, 256, 128, False, block_M=32, block_N=64, threads=128).func
+    cs.filecheck(generate(func, "sm_90a").text, """
+    CHECK: float acc_s[16];  // {{.*}}fragment acc_s: registers, mma accumulator layout, 1x4 warps
+    CHECK: float acc_o[32];  // {{.*}}fragment acc_o: registers, mma accumulator layout, 1x4 warps
+    CHECK: // tensor cores: mma.sync m16n8k16 f16, 1x4 warps, warp tile 32x16
+    CHECK-NOT: CUDA cores (FMA)
+    CHECK: // tensor cores: mma.sync m16n8k16 f16, 1x4 warps, warp tile 32x32
+    CHECK-NOT: CUDA cores (FMA)
+    CHECK-LABEL: extern "C"
+    """)
