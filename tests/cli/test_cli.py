@@ -67,6 +67,7 @@ def test_module_level_kernel_and_kernel_flag(capsys):
     (["ir", SCALE, "--arg", "M"], "--arg 'M': expected NAME=VALUE"),
     (["ir", SCALE, "--arg", "M=1 2"], "the value '1 2' is neither a Python literal nor a plain word"),
     (["ir", DYN, "--arg", "M=3"], "--arg applies to a kernel factory, but add_one in"),
+    (["ir", SCALE, "--arg", "M=abc"], "note: while building scale(M='abc', N=16)"),   # a word is a string
     (["run", SCALE, "--target", "nosuch"], "unknown target 'nosuch' (known: interp"),
     (["run", SCALE, "--target", "interp", "--out-idx", "x"], "--out-idx 'x': expected parameter indices"),
     (["compile", SCALE, "--target", "interp", "--out-idx", "5", "-o", "unused"], "out_idx 5 is out of range"),

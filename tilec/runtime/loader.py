@@ -164,7 +164,13 @@ def _call_factory(name: str, factory: Callable[..., Any], params: dict[str, Any]
         if missing:
             raise TilecError(f"the kernel factory {name} in '{path}' needs {', '.join(missing)}: "
                              f"give {' '.join(m + '=...' for m in missing)} with --arg or in DEFAULTS")
-    return factory(**params)
+    try:
+        return factory(**params)
+    except TilecError as e:
+        if not e.note:  # say which values the factory was called with: a bad --arg shows up here
+            given = ", ".join(f"{k}={v!r}" for k, v in params.items())
+            e.note = f"while building {name}({given})"
+        raise
 
 
 def _load_py(path: str, kernel: Optional[str], overrides: dict[str, Any]) -> LoadedKernel:
