@@ -4,10 +4,10 @@
 
 Workloads (issue 7): sparse MLA prefill (T512 H16 D576/512 top-k 128) against gather + einsum, the
 lightning indexer + top-k (T512 H16 D128 top-k 128, causal prefill) against einsum + ``torch.topk``, and
-the MoE layer (N512 dim512 inter256 E16 top-4 + a shared expert, bf16) against ``reference.MoE``'s
-per-expert loop. Every workload is one function returning a row and one entry in ``WORKLOADS`` (name ->
-(function, peer the target is measured against, wanted ratio)). A row with ``tol`` counts as met only
-when its relative error ``err`` is at most ``tol``. Timing alternates
+the MoE layer (N512 dim512 inter256 E16 top-4 + a shared expert, bf16 and FP8 weights) against
+``reference.MoE``'s per-expert loop. Every workload is one function returning a row and one entry in
+``WORKLOADS`` (name -> (function, peer the target is measured against, wanted ratio)). A row with
+``tol`` counts as met only when its relative error ``err`` is at most ``tol``. Timing alternates
 tilec and its peers round by round and reports medians, so a noisy machine slows all of them alike;
 ratio = peer time / tilec time (> 1: tilec is faster). Inputs are the same torch tensors for both.
 """
@@ -116,25 +116,37 @@ def bench_indexer_topk(rounds: int, t=512, h=16, d=128, k=128) -> dict:
 
 # --- MoE ----------------------------------------------------------------------------------------------
 
-def bench_moe(rounds: int, t=512, dim=512, inter=256, e=16, k=4) -> dict:
-    """The MoE layer (gate, routed SwiGLU experts, shared expert, combine; bf16 weights, 4 groups / top-2)
-    against ``reference.MoE.forward``, whose routed part is the per-expert PyTorch loop."""
+def bench_moe(rounds: int, t=512, dim=512, inter=256, e=16, k=4, dtype: str = "bf16") -> dict:
+    """The MoE layer (gate, routed SwiGLU experts, shared expert, combine; 4 groups / top-2) against
+    ``reference.MoE.forward``, whose routed part is the per-expert PyTorch loop. ``dtype="fp8"``: e4m3
+    weights with 128x128 ue8m0 block scales (both sides quantize activations with ``act_quant``)."""
     from dataclasses import replace
 
+    from tilec.models.deepseek_v32 import ref_ops as ops
     from tilec.models.deepseek_v32.config import CONFIG_TINY
     from tilec.models.deepseek_v32.kernels import moe
     from tilec.models.deepseek_v32.reference import MoE
-    args = replace(CONFIG_TINY, dim=dim, moe_inter_dim=inter, n_routed_experts=e, n_activated_experts=k)
+    args = replace(CONFIG_TINY, dim=dim, moe_inter_dim=inter, n_routed_experts=e, n_activated_experts=k, dtype=dtype)
     g = torch.Generator().manual_seed(0)
     layer = MoE(args)
     for lin in [m for m in layer.modules() if hasattr(m, "scale")]:
-        lin.weight.copy_((torch.randn(lin.weight.shape, generator=g) * lin.weight.shape[1] ** -0.5).bfloat16())
+        w = torch.randn(lin.weight.shape, generator=g) * lin.weight.shape[1] ** -0.5
+        if lin.scale is not None:
+            q, sc = ops.weight_quant(w, 128, "ue8m0")
+            lin.weight.copy_(q)
+            lin.scale.copy_(sc)
+        else:
+            lin.weight.copy_(w.bfloat16())
     layer.gate.weight.copy_((torch.randn(e, dim, generator=g) * dim ** -0.5).bfloat16())
     layer.gate.bias.copy_(torch.randn(e, generator=g) * 0.05)
-    ex = list(layer.experts)
+    ex, sh = list(layer.experts), layer.shared_experts
+    names = ("w1", "w2", "w3")
     p = dict(gate_w=layer.gate.weight, gate_b=layer.gate.bias,
-             **{w: torch.stack([getattr(x, w).weight for x in ex]).contiguous() for w in ("w1", "w2", "w3")},
-             shared={w: getattr(layer.shared_experts, w).weight for w in ("w1", "w2", "w3")})
+             **{w: torch.stack([getattr(x, w).weight for x in ex]).contiguous() for w in names},
+             shared={w: getattr(sh, w).weight for w in names})
+    if dtype == "fp8":
+        p.update({f"s{w[1]}": torch.stack([getattr(x, w).scale for x in ex]).contiguous() for w in names})
+        p["shared"].update({f"s{w[1]}": getattr(sh, w).scale for w in names})
     x = torch.randn(t, dim, generator=g).bfloat16()
     tl = lambda: moe.moe(x, p, args, target="cpu")  # noqa: E731
     out, ref = tl(), layer(x)
@@ -149,9 +161,9 @@ def bench_moe(rounds: int, t=512, dim=512, inter=256, e=16, k=4) -> dict:
             cpu[key].append(time.process_time() - c0)
     times.update({key: float(np.median(v)) for key, v in cpu.items()})
     flops = 2 * 3 * dim * inter * t * (k + args.n_shared_experts) + 2 * t * dim * e
-    # tol: the bf16 output against reference.MoE (the same bf16 rounding points; only fp32 summation
-    # order differs); a row whose error exceeds it does not count as met, whatever its speed
-    return dict(case=f"MoE N{t} dim{dim} inter{inter} E{e} top-{k}", err=relerr(out, ref), tol=1e-2,
+    # tol: the bf16 output against reference.MoE (the same rounding points; only fp32 summation order
+    # differs); a row whose error exceeds it does not count as met, whatever its speed
+    return dict(case=f"MoE N{t} dim{dim} inter{inter} E{e} top-{k} {dtype}", err=relerr(out, ref), tol=1e-2,
                 flops=flops, **times)
 
 
@@ -159,6 +171,7 @@ WORKLOADS: dict[str, tuple[Callable[[int], dict], str, float]] = {
     "sparse_mla": (bench_sparse_mla, "torch", 3.0),
     "indexer_topk": (bench_indexer_topk, "torch", 1.5),
     "moe": (bench_moe, "torch", 1.5),
+    "moe_fp8": (lambda rounds: bench_moe(rounds, dtype="fp8"), "torch", 1.5),
 }
 
 

@@ -227,6 +227,22 @@ def test_moe_layer(target, variant, moes):
 
 
 @pytest.mark.parametrize("target", ["interp", "cpu"])
+@pytest.mark.parametrize("scale_fmt", [None, "ue8m0"])
+def test_fp8_moe_layer_is_the_padded_kernels_bit_for_bit(target, scale_fmt, moes):
+    """The FP8 layer as one kernel (x and H quantized in launches of their own, 128-deep scaled slabs,
+    ragged 16-row tiles, the shared expert as segments) gives exactly the padded kernels' output."""
+    from dataclasses import replace
+    m, args = moes["fp8"], replace(MOES["fp8"], scale_fmt=scale_fmt)
+    p = H.moe_params(m)
+    for t in (2, 45):
+        x = _tokens(t, 256, seed=27 + t)
+        fused = moe.moe(x, p, args, target=target, block_M=16)
+        assert torch.equal(fused, moe.moe_padded(x, p, args, target=target, block_M=16))
+        if scale_fmt == MOES["fp8"].scale_fmt:   # the reference module quantizes with its own format
+            assert H.relerr(fused, m(x)) < 1e-2
+
+
+@pytest.mark.parametrize("target", ["interp", "cpu"])
 def test_moe_padded_layout_bf16(target, moes):
     """The padded layout's kernels (the FP8 path) with bf16 weights, as ``moe.moe`` ran them before the
     one-kernel layer: the same layer, the same answer."""

@@ -233,11 +233,20 @@ class Model:
         w, idx = self.k(specs.moe_gate, a)(x2, self.p[pre + "gate.weight"], self.p[pre + "gate.bias"])
         if self.decide is not None:
             w, idx = self.decide("route", i, 0, (w, idx))
-        if specs.moe_fused(a):   # bf16: route, experts, shared expert and combine in one kernel
-            sh = [self.p[f"{pre}shared_experts.{n}.weight"] for n in ("w1", "w3", "w2")] \
-                if a.n_shared_experts else [torch.zeros(1, 1, dtype=torch.bfloat16)] * 3
-            out = self.k(specs.moe_layer, a, self.target)(x2, w.contiguous(), idx.contiguous(), ex["w1"], ex["w3"],
-                                                          ex["w2"], *sh)[-1]
+        if specs.moe_fused(a, self.target):   # route, experts, shared expert and combine in one kernel
+            layer = self.k(specs.moe_layer, a, self.target)
+            names = ("w1", "w3", "w2")
+            if a.dtype != "fp8":
+                sh = [self.p[f"{pre}shared_experts.{n}.weight"] for n in names] \
+                    if a.n_shared_experts else [torch.zeros(1, 1, dtype=torch.bfloat16)] * 3
+                out = layer(x2, w.contiguous(), idx.contiguous(), ex["w1"], ex["w3"], ex["w2"], *sh)[-1]
+                return out.view(x.shape)
+            # FP8: every weight followed by its block scales
+            sh = [t for n in names for t in (self.p[f"{pre}shared_experts.{n}.weight"],
+                                             self.p[f"{pre}shared_experts.{n}.scale"])] \
+                if a.n_shared_experts else [torch.zeros(1, 1, dtype=FP8), torch.ones(1, 1)] * 3
+            out = layer(x2, w.contiguous(), idx.contiguous(), ex["w1"], ex["s1"], ex["w3"], ex["s3"], ex["w2"],
+                        ex["s2"], *sh)[-1]
             return out.view(x.shape)
         # one build for every token count: the padded layout's tile count is an expression of it
         _, tok, tile_e, pos = self.k(specs.moe_permute, a)(idx.contiguous())

@@ -7,10 +7,11 @@ token and cache lengths stay run-time values and one build serves prefill and de
 every spec a configuration uses, which is what ``library.build_library`` compiles. A spec's ``name``
 is unique for its factory and arguments.
 
-The MoE kernels are built once, over the symbolic token count ``T``: with bf16 weights the gate and
-one kernel for the rest (``moe_layer``: route, expert GEMMs, shared expert, combine; its row buffers
-are ``T * K + T`` long); with FP8 weights the gate, permutation, grouped up/down GEMMs and combine.
-For the latter the padded expert layout's data-dependent tile count is bounded by
+The MoE kernels are built once, over the symbolic token count ``T``: the gate and one kernel for the
+rest (``moe_layer``: route, expert GEMMs, shared expert, combine, and for FP8 weights the act_quant
+launches of x and H; its row buffers are ``T * K + T`` long); with FP8 weights on other targets than
+cpu, the gate, permutation, grouped up/down GEMMs and combine. For the latter the padded expert
+layout's data-dependent tile count is bounded by
 ``NT = ceildiv(T * K, block_M) + min(E, T * K)`` (``kernels.moe.max_tiles``), an expression of ``T``,
 so its buffers (``Tok[NT * block_M]``, ``TileE[NT]``, ``H``, ``Y``) are sized per call; the down
 GEMM has no ``T``-shaped parameter and takes ``NT`` as its own symbol, bound by ``TileE``. What stays
@@ -181,21 +182,34 @@ def moe_combine(a: ModelArgs) -> KernelSpec:
                  "moe_combine_layout_kernel", (a.n_activated_experts, a.dim, a.n_routed_experts, bm), (4,))
 
 
-def moe_fused(a: ModelArgs) -> bool:
-    """Whether the MoE runs as one kernel (``moe_layer``): bf16 weights and at most one shared expert
-    (its width is then the routed experts'); FP8 keeps the padded layout's kernels."""
-    return a.dtype != "fp8" and a.n_shared_experts <= 1
+# where the FP8 MoE layer is one kernel; the GPU and Ascend tile configurations of its FP8 version (the
+# Cube's bf16 widening, shared-memory budgets) are not written yet, so there FP8 keeps the padded kernels
+FP8_LAYER_TARGETS = ("cpu", "interp")
+
+
+def moe_fused(a: ModelArgs, target: str = "cpu") -> bool:
+    """Whether the MoE runs as one kernel (``moe_layer``): at most one shared expert (its width is then
+    the routed experts'), and bf16 weights, or FP8 ones on ``FP8_LAYER_TARGETS`` (elsewhere FP8 keeps
+    the padded layout's kernels)."""
+    return a.n_shared_experts <= 1 and (a.dtype != "fp8" or target in FP8_LAYER_TARGETS)
 
 
 def moe_layer(a: ModelArgs, target: str = "cpu") -> KernelSpec:
-    """The bf16 MoE after the gate as one kernel (``kernels.moe_layer.moe_kernel``: route, up, down and
-    combine, the shared expert as more segments of the same launches) over a symbolic token count;
-    its tiles depend on the target (``moe_tiles``)."""
+    """The MoE after the gate as one kernel (``kernels.moe_layer.moe_kernel``: route, up, down and
+    combine, the shared expert as more segments of the same launches; with FP8 weights also the
+    act_quant launches of x and H) over a symbolic token count; its tiles depend on the target
+    (``moe_tiles``)."""
     shared = a.n_shared_experts == 1
-    return _spec(f"moe_layer_d{a.dim}_i{a.moe_inter_dim}_e{a.n_routed_experts}_k{a.n_activated_experts}"
-                 f"{'_shared' if shared else ''}_{'cpu' if target == 'cpu' else 'tiled'}", MOE + "_layer",
-                 "moe_kernel", (a.dim, a.moe_inter_dim, a.n_routed_experts, a.n_activated_experts, shared),
-                 (9, 10, 11, 12, 13, 14), target="cpu" if target == "cpu" else "tiled")
+    fp8 = a.dtype == "fp8"
+    dims = (a.dim, a.moe_inter_dim, a.n_routed_experts, a.n_activated_experts, shared)
+    name = (f"moe_layer_d{a.dim}_i{a.moe_inter_dim}_e{a.n_routed_experts}_k{a.n_activated_experts}"
+            f"{'_shared' if shared else ''}_{'cpu' if target == 'cpu' else 'tiled'}")
+    tiling = "cpu" if target == "cpu" else "tiled"
+    if fp8:
+        rnd = a.scale_fmt is not None
+        return _spec(f"{name}_fp8{'_ue8m0' if rnd else ''}", MOE + "_layer", "moe_kernel", dims,
+                     tuple(range(15, 25)), target=tiling, fp8=True, round_scale=rnd)
+    return _spec(name, MOE + "_layer", "moe_kernel", dims, (9, 10, 11, 12, 13, 14), target=tiling)
 
 
 def act_dequant(n: int) -> KernelSpec:
@@ -275,11 +289,11 @@ def kernel_specs(a: ModelArgs, target: str = "cpu") -> list[KernelSpec]:
     out += [silu_glu(a.inter_dim), silu_glu(a.n_shared_experts * a.moe_inter_dim)]
     if a.n_layers > a.n_dense_layers:
         out += [moe_gate(a)]
-        if a.dtype == "fp8":
-            out += [act_quant(a.moe_inter_dim, rnd)]
-        if moe_fused(a):
+        if moe_fused(a, target):
             out += [moe_layer(a, target)]
         else:
+            if a.dtype == "fp8":
+                out += [act_quant(a.moe_inter_dim, rnd)]
             out += [moe_permute(a), moe_up(a, target), moe_down(a, target), moe_combine(a)]
     seen, unique = set(), []
     for s in out:

@@ -2,14 +2,15 @@
 
 Step 1, the gate, is ``moe_gate.py`` (``gate`` and ``gate_kernel`` are re-exported here). The rest:
 
-- bf16 weights: ``moe_kernel``, the whole layer as one kernel of one launch per step: route (the
+- ``moe_kernel`` (bf16 weights; FP8 ones on ``specs.FP8_LAYER_TARGETS``, with act_quant launches for
+  x and H and 128-deep scaled K slabs), the whole layer as one kernel of one launch per step: route (the
   (token, slot) pairs grouped by expert, token order within an expert, no padding), up
   (``h = bf16(silu(bf16(x W1^T)) * bf16(x W3^T))``), down (``y = bf16(h W2^T)``) and combine
   (``out[t] = bf16(sum_k w[t, k] * y[pos[t, k]] + shared(x)[t])`` in fp32). A block owns a segment
   (an expert's rows, or a slice of the shared expert's) and a column chunk, so each weight chunk is
   copied on chip once and serves all the segment's row tiles; on cpu the last tile is ragged (its
   GEMMs take only its rows). The shared expert is more segments of the same launches.
-- FP8 weights (in ``moe`` and in the compiled model): the padded "grouped contiguous" layout of ``permute`` (every
+- ``moe_padded`` (FP8 weights on the other targets): the padded "grouped contiguous" layout of ``permute`` (every
   expert's segment padded to a multiple of ``block_M`` rows, ``tok[row]`` -1 on padding,
   ``tile_expert[tile]`` -1 for unused tiles, ``pos[t, k]``), the per-tile ``moe_up`` / ``moe_down``
   (1x128 activation blocks, 128x128 weight blocks, fp32 per K slab: ``quant.scaled_slab_gemm``), the
@@ -25,6 +26,7 @@ import tilec.language as T
 from . import compiled, fp8_mma_dtype, resolve_target
 from .moe_gate import gate, gate_kernel  # noqa: F401 - re-exported: step 1 of the pipeline
 from .moe_layer import moe_kernel, moe_tiles  # noqa: F401 - re-exported: the bf16 layer in one kernel
+from ..specs import FP8_LAYER_TARGETS
 from .quant import act_quant, fp8_gemm, linear_bf16, scaled_slab_gemm
 
 F32 = "float32"
@@ -333,27 +335,36 @@ def moe(x: torch.Tensor, p: dict, args, target: str = "auto", block_M: int = 0) 
 
     ``p`` holds stacked expert weights: ``gate_w [E, D]``, ``gate_b [E]``, ``w1, w3 [E, I, D]``, ``w2 [E, D, I]``
     (float8 with ``s1, s3 [E, I/128, D/128]``, ``s2 [E, D/128, I/128]``, or bf16), and optionally the
-    shared expert as ``shared`` (a dict of ``w1, w2, w3`` and, for FP8, ``s1, s2, s3``). bf16 weights
-    (with at most one shared expert) run as one kernel, ``moe_kernel``; FP8 weights on the padded
-    layout's kernels (``moe_padded``). ``block_M``: rows per GEMM tile (0: the target's choice).
+    shared expert as ``shared`` (a dict of ``w1, w2, w3`` and, for FP8, ``s1, s2, s3``). With at most one
+    shared expert the layer is one kernel, ``moe_kernel`` (FP8 weights: on ``specs.FP8_LAYER_TARGETS``;
+    elsewhere FP8 runs on the padded layout's kernels, ``moe_padded``). ``block_M``: rows per GEMM tile (0: the
+    target's choice).
     """
     q = p.get("shared")
-    if p["w1"].dtype == torch.float8_e4m3fn or (q is not None and q["w1"].shape != p["w1"].shape[1:]):
+    target = resolve_target(target)
+    fp8 = p["w1"].dtype == torch.float8_e4m3fn
+    if (fp8 and target not in FP8_LAYER_TARGETS) or (q is not None and q["w1"].shape != p["w1"].shape[1:]):
         return moe_padded(x, p, args, target, block_M)
     shape = x.shape
     x2 = x.reshape(-1, args.dim).contiguous()
     e, i, d = p["w1"].shape
-    target = resolve_target(target)
-    tiles = tuple(sorted(moe_tiles(d, i, target, block_M).items()))
+    tiles = tuple(sorted(moe_tiles(d, i, target, block_M, fp8).items()))
     gate_args = (args.n_expert_groups, args.n_limited_groups, float(args.route_scale))
-    kern = compiled(moe_kernel, (d, i, e, args.n_activated_experts, q is not None, gate_args, tiles),
-                    list(range(9, 17)), target)
-    sw = (q["w1"], q["w3"], q["w2"]) if q is not None else (_NO_SHARED,) * 3
-    out = kern(x2, p["gate_w"], p["gate_b"].float(), p["w1"], p["w3"], p["w2"], *sw)[-1]
+    key = (d, i, e, args.n_activated_experts, q is not None, gate_args, tiles)
+    if not fp8:
+        kern = compiled(moe_kernel, key, list(range(9, 17)), target)
+        sw = (q["w1"], q["w3"], q["w2"]) if q is not None else (_NO_SHARED,) * 3
+        out = kern(x2, p["gate_w"], p["gate_b"].float(), p["w1"], p["w3"], p["w2"], *sw)[-1]
+        return out.view(shape)
+    kern = compiled(moe_kernel, key + ("cpu", True, args.scale_fmt is not None), list(range(15, 27)), target)
+    sw = [q[n] for n in ("w1", "s1", "w3", "s3", "w2", "s2")] if q is not None else [_NO_SHARED_FP8, _NO_SCALE] * 3
+    out = kern(x2, p["gate_w"], p["gate_b"].float(), p["w1"], p["s1"], p["w3"], p["s3"], p["w2"], p["s2"], *sw)[-1]
     return out.view(shape)
 
 
 _NO_SHARED = torch.zeros(1, 1, dtype=torch.bfloat16)
+_NO_SHARED_FP8 = torch.zeros(1, 1, dtype=torch.float8_e4m3fn)
+_NO_SCALE = torch.ones(1, 1, dtype=torch.float32)
 
 
 def moe_padded(x: torch.Tensor, p: dict, args, target: str = "auto", block_M: int = 0) -> torch.Tensor:

@@ -1,7 +1,8 @@
-"""DeepSeek-V3.2's bf16 MoE layer as one tilec kernel (spec §3.8): gate, route, up, down, combine.
+"""DeepSeek-V3.2's MoE layer as one tilec kernel (spec §3.8): gate, route, up, down, combine.
 
-``moe.moe`` calls it for bf16 weights (``kernels/moe.py`` re-exports ``moe_kernel`` and ``moe_tiles``;
-the FP8 path and the padded-layout kernels stay there). One launch per step, so a layer is one call:
+``moe.moe`` calls it for bf16 weights, and for FP8 ones on ``specs.FP8_LAYER_TARGETS`` (``kernels/moe.py``
+re-exports ``moe_kernel`` and ``moe_tiles``; the padded-layout kernels stay there). One launch per
+step, so a layer is one call:
 
 - gate (optional, ``moe_gate.gate_launch``): per token the top-k experts and their weights.
 - route: the T*K (token, slot) pairs grouped by expert, token order within an expert (the reference's
@@ -13,12 +14,15 @@ the FP8 path and the padded-layout kernels stay there). One launch per step, so 
 - combine: ``out[t] = bf16(sum_k w[t, k] * Y[Pos[t, k]] + Y[T*K + t])`` in fp32, the shared expert last.
 
 Rounding points are the reference's: bf16 after each linear, ``bf16(silu(a) * b)`` computed in fp32.
+FP8 weights add an act_quant launch before up (x) and before down (H), and their GEMMs take 128-deep
+K slabs scaled by the activation and weight block scales, exactly as ``moe.moe_padded`` computes.
 """
 import tilec.language as T
 
 F32 = "float32"
 I32 = "int32"
 BF16 = "bfloat16"
+FP8 = "float8_e4m3"
 
 
 # --- the compact layout and its segments -------------------------------------------------------------
@@ -29,11 +33,16 @@ BF16 = "bfloat16"
 # row tiles. With ``ragged`` the last row tile's GEMMs take only its rows: no work is padded, and
 # there is no padding between experts.
 
-def moe_tiles(D: int, I: int, target: str = "cpu", block_M: int = 0) -> dict:  # noqa: E741
+def moe_tiles(D: int, I: int, target: str = "cpu", block_M: int = 0, fp8: bool = False) -> dict:  # noqa: E741
     """Tiles of ``moe_kernel``. cpu: whole weight rows stay on chip (``block_K = D``, ``block_K2 = I``:
     a weight chunk is copied once per segment) and 128-row ragged tiles; other targets: 128-deep K slabs
-    and 64-wide chunks that fit shared memory / the Unified Buffer, full tiles."""
+    and 64-wide chunks that fit shared memory / the Unified Buffer, full tiles. FP8: 128-deep K slabs
+    (one weight scale each) and column chunks within one 128-row scale block."""
     cpu = target == "cpu"
+    if fp8:
+        return dict(block_M=block_M or (128 if cpu else 32), block_I=_fit(I, 128 if cpu else 64),
+                    block_D=_fit(D, 128 if cpu else 64), block_K=128, block_K2=128, shared_rows=128,
+                    ragged=cpu, block_T=16, block_C=_fit(D, 256))
     # stationary chunks within 1 MiB (up: W1 and W3 [128, D]) and 512 KiB (down: W2 [256, I]) of bf16
     return dict(block_M=block_M or (128 if cpu else 32), block_I=_fit(I, 128 if cpu else 64),
                 block_D=_fit(D, 256 if cpu else 64), block_K=D if cpu and D <= 2048 else _fit(D, 128),
@@ -49,9 +58,12 @@ def _fit(n: int, want: int) -> int:
     return b
 
 
-def _pipeline(n, D: int, I: int, E: int, K: int, shared: bool, tl: dict):  # noqa: E741
-    """The launches after the gate, as one macro ``(X, Wt, Idx, W1, W3, W2, S1, S3, S2, Start, Tok, Pos,
-    H, Y, Out)``; ``n`` is the (symbolic) token count."""
+def _pipeline(n, D: int, I: int, E: int, K: int, shared: bool, tl: dict, fp8: bool = False,  # noqa: E741
+              round_scale: bool = False):
+    """The launches after the gate, as one macro: bf16 ``(X, Wt, Idx, W1, W3, W2, S1, S3, S2, Start, Tok,
+    Pos, H, Y, Out)``; FP8 ``(X, Wt, Idx, W1, SW1, W3, SW3, W2, SW2, S1, SS1, S3, SS3, S2, SS2, Start, Tok,
+    Pos, Xq, Xs, H, Hq, Hs, Y, Out)`` (``SW*``/``SS*`` the 128x128 block scales of the routed / shared
+    weights). ``n`` is the (symbolic) token count."""
     bm, bI, bD, bK, bK2, srows = (tl[k] for k in ("block_M", "block_I", "block_D", "block_K", "block_K2",
                                                    "shared_rows"))
     ragged, bT, bC = tl["ragged"], tl["block_T"], tl["block_C"]
@@ -207,28 +219,148 @@ def _pipeline(n, D: int, I: int, E: int, K: int, shared: bool, tl: dict):  # noq
         down(H, Start, W2, S2, Y)
         combine(Y, Pos, Wt, Out)
 
-    return body, R
+    if not fp8:
+        return body, R
+
+    # --- FP8 weights: x and H are quantized by launches of their own (act_quant: 1x128 blocks), and
+    # every GEMM runs in 128-deep K slabs, each accumulated in fp32, scaled by its activation and
+    # weight scales and added to the total (quant.scaled_slab_gemm, here with ragged row tiles)
+    from .quant import act_quant_launch
+    quant_x = act_quant_launch(n, D, round_scale)
+    quant_h = act_quant_launch(R, I, round_scale)
+
+    @T.macro
+    def weight_scale(SWr, SWs, seg, row, col, sb):
+        """The 128x128 block scale at (row, col) of the segment's expert weight or the shared one."""
+        if shared:
+            if seg < NSH:
+                sb = SWs[row, col]
+            else:
+                sb = SWr[seg - NSH, row, col]
+        else:
+            sb = SWr[seg, row, col]
+
+    @T.macro
+    def slab_gemm(a, b, slab, acc, sa, sb, nr):
+        if ragged:
+            T.gemm(a[0:nr, :], b, slab[0:nr, :], transpose_B=True, clear_accum=True)
+        else:
+            T.gemm(a, b, slab, transpose_B=True, clear_accum=True)
+        for i, j in T.Parallel(bm, slab.shape[1]):
+            if i < nr:
+                acc[i, j] += slab[i, j] * (sa[i] * sb)
+
+    @T.macro
+    def up_fp8(Xq, Xs, Tok, Start, W1, SW1, W3, SW3, S1, SS1, S3, SS3, H):
+        with T.Kernel(I // bI, NSH + E, threads=128) as (bx, seg):
+            r0 = T.alloc_var(I32, 0)
+            cnt = T.alloc_var(I32, 0)
+            nr = T.alloc_var(I32, 0)
+            sb = T.alloc_var(F32, 0.0)
+            tk = T.alloc_fragment((bm,), I32)
+            sa = T.alloc_fragment((bm,), F32)
+            x_s = T.alloc_shared((bm, 128), FP8)
+            w1_s = T.alloc_shared((bI, 128), FP8)
+            w3_s = T.alloc_shared((bI, 128), FP8)
+            sl1 = T.alloc_fragment((bm, bI), F32)
+            sl3 = T.alloc_fragment((bm, bI), F32)
+            acc1 = T.alloc_fragment((bm, bI), F32)
+            acc3 = T.alloc_fragment((bm, bI), F32)
+            segment(seg, Start, r0, cnt)
+            if cnt > 0:
+                for tt in T.serial(T.ceildiv(cnt, bm)):
+                    nr = T.min(bm, cnt - tt * bm)
+                    for i in T.Parallel(bm):
+                        tk[i] = T.if_then_else(i < nr, Tok[T.min(r0 + tt * bm + i, R - 1)], 0)
+                    T.clear(acc1)
+                    T.clear(acc3)
+                    for k in T.serial(D // 128):
+                        for i, j in T.Parallel(bm, 128):
+                            x_s[i, j] = T.if_then_else(i < nr, Xq[tk[i], k * 128 + j], 0.0)
+                        for i in T.Parallel(bm):
+                            sa[i] = T.if_then_else(i < nr, Xs[tk[i], k], 0.0)
+                        weight_tile(W1, S1, seg, bx * bI, k * 128, w1_s)
+                        weight_tile(W3, S3, seg, bx * bI, k * 128, w3_s)
+                        weight_scale(SW1, SS1, seg, bx * bI // 128, k, sb)
+                        slab_gemm(x_s, w1_s, sl1, acc1, sa, sb, nr)
+                        weight_scale(SW3, SS3, seg, bx * bI // 128, k, sb)
+                        slab_gemm(x_s, w3_s, sl3, acc3, sa, sb, nr)
+                    for i, j in T.Parallel(bm, bI):
+                        if i < nr:
+                            H[r0 + tt * bm + i, bx * bI + j] = (
+                                T.cast(acc1[i, j], BF16) / (1.0 + T.exp(-T.cast(acc1[i, j], BF16)))
+                                * T.cast(acc3[i, j], BF16))
+
+    @T.macro
+    def down_fp8(Hq, Hs, Start, W2, SW2, S2, SS2, Y):
+        with T.Kernel(D // bD, NSH + E, threads=128) as (bx, seg):
+            r0 = T.alloc_var(I32, 0)
+            cnt = T.alloc_var(I32, 0)
+            nr = T.alloc_var(I32, 0)
+            sb = T.alloc_var(F32, 0.0)
+            sa = T.alloc_fragment((bm,), F32)
+            h_s = T.alloc_shared((bm, 128), FP8)
+            w_s = T.alloc_shared((bD, 128), FP8)
+            sl = T.alloc_fragment((bm, bD), F32)
+            acc = T.alloc_fragment((bm, bD), F32)
+            segment(seg, Start, r0, cnt)
+            if cnt > 0:
+                for tt in T.serial(T.ceildiv(cnt, bm)):
+                    nr = T.min(bm, cnt - tt * bm)
+                    T.clear(acc)
+                    for k in T.serial(I // 128):
+                        T.copy(Hq[r0 + tt * bm, k * 128], h_s)   # rows past the segment are never stored
+                        for i in T.Parallel(bm):
+                            sa[i] = T.if_then_else(i < nr, Hs[T.min(r0 + tt * bm + i, R - 1), k], 0.0)
+                        weight_tile(W2, S2, seg, bx * bD, k * 128, w_s)
+                        weight_scale(SW2, SS2, seg, bx * bD // 128, k, sb)
+                        slab_gemm(h_s, w_s, sl, acc, sa, sb, nr)
+                    for i, j in T.Parallel(bm, bD):
+                        if i < nr:
+                            Y[r0 + tt * bm + i, bx * bD + j] = acc[i, j]   # the store rounds to bf16
+
+    @T.macro
+    def body_fp8(X, Wt, Idx, W1, SW1, W3, SW3, W2, SW2, S1, SS1, S3, SS3, S2, SS2, Start, Tok, Pos,
+                 Xq, Xs, H, Hq, Hs, Y, Out):
+        route(Idx, Start, Tok, Pos)
+        quant_x(X, Xq, Xs)
+        up_fp8(Xq, Xs, Tok, Start, W1, SW1, W3, SW3, S1, SS1, S3, SS3, H)
+        quant_h(H, Hq, Hs)
+        down_fp8(Hq, Hs, Start, W2, SW2, S2, SS2, Y)
+        combine(Y, Pos, Wt, Out)
+
+    return body_fp8, R
 
 
 def moe_kernel(D: int, I: int, E: int, K: int, shared: bool, gate=(), tiles=(),  # noqa: E741
-               target: str = "cpu"):
-    """Factory: the bf16 MoE layer after (or, with ``gate``, including) the gate, as one kernel.
+               target: str = "cpu", fp8: bool = False, round_scale: bool = False):
+    """Factory: the MoE layer after (or, with ``gate``, including) the gate, as one kernel.
 
-    ``gate = (G, TG, route_scale)`` makes the gate the first launch: ``main(X[T, D], Wg[E, D], bias[E],
-    W1, W3, W2, S1, S3, S2, Wt[T, K], Idx[T, K], Start[E+1], Tok[R], Pos[T, K], H[R, I], Y[R, D],
-    Out[T, D])``; without it ``main(X, Wt, Idx, W1[E, I, D], W3[E, I, D], W2[E, D, I], S1, S3, S2, Start,
-    Tok, Pos, H, Y, Out)``. S1, S3 [I, D] and S2 [D, I] are the shared expert (ignored [1, 1] tensors
-    without one); R = T*K, plus T with a shared expert. Launches: [gate,] route, up (per I chunk and
-    segment), down (per D chunk and segment), combine. ``tiles``: ``moe_tiles(...)`` as sorted items,
-    by default ``moe_tiles(D, I, target)`` (the model's specs name the target only).
+    bf16 weights: ``gate = (G, TG, route_scale)`` makes the gate the first launch: ``main(X[T, D],
+    Wg[E, D], bias[E], W1, W3, W2, S1, S3, S2, Wt[T, K], Idx[T, K], Start[E+1], Tok[R], Pos[T, K],
+    H[R, I], Y[R, D], Out[T, D])``; without it ``main(X, Wt, Idx, W1[E, I, D], W3[E, I, D], W2[E, D, I],
+    S1, S3, S2, Start, Tok, Pos, H, Y, Out)``. S1, S3 [I, D] and S2 [D, I] are the shared expert
+    (ignored [1, 1] tensors without one); R = T*K, plus T with a shared expert. Launches: [gate,] route,
+    up (per I chunk and segment), down (per D chunk and segment), combine.
+
+    ``fp8``: e4m3 weights, each followed by its fp32 block scales (``SW1, SW3 [E, I/128, D/128]``,
+    ``SW2 [E, D/128, I/128]``; the shared expert's ``SS1, SS3 [I/128, D/128]``, ``SS2 [D/128, I/128]``);
+    the inputs are ``X, [Wg, bias,] W1, SW1, W3, SW3, W2, SW2, S1, SS1, S3, SS3, S2, SS2``, then ``[Wt,
+    Idx,] Start, Tok, Pos, Xq[T, D] e4m3, Xs[T, D/128], H, Hq[R, I] e4m3, Hs[R, I/128], Y, Out``. x and H
+    are quantized by act_quant launches (``round_scale``: ue8m0 scales), the GEMMs take 128-deep scaled
+    slabs, as ``moe_padded`` computes them. ``tiles``: ``moe_tiles(...)`` as sorted items, by default
+    ``moe_tiles(D, I, target, fp8=fp8)`` (the model's specs name the target only).
     """
     from .moe_gate import gate_launch
-    tl = dict(tiles) or moe_tiles(D, I, target)
+    tl = dict(tiles) or moe_tiles(D, I, target, fp8=fp8)
     assert I % tl["block_I"] == 0 and D % tl["block_D"] == 0 and D % tl["block_K"] == 0
     assert I % tl["block_K2"] == 0 and D % tl["block_C"] == 0
     n = T.dynamic("T")
-    body, R = _pipeline(n, D, I, E, K, shared, tl)
+    body, R = _pipeline(n, D, I, E, K, shared, tl, fp8, round_scale)
     SI, SD = (I, D) if shared else (1, 1)
+    if fp8:
+        assert D % 128 == 0 and I % 128 == 0 and 128 % tl["block_I"] == 0 and 128 % tl["block_D"] == 0
+        return _fp8_main(n, D, I, E, K, R, SI, SD, shared, body, gate_launch(n, D, E, K, *gate) if gate else None)
 
     if gate:
         glaunch = gate_launch(n, D, E, K, *gate)
@@ -250,4 +382,44 @@ def moe_kernel(D: int, I: int, E: int, K: int, shared: bool, gate=(), tiles=(), 
                  Start: T.Tensor((E + 1,), I32), Tok: T.Tensor((R,), I32), Pos: T.Tensor((n, K), I32),
                  H: T.Tensor((R, I), BF16), Y: T.Tensor((R, D), BF16), Out: T.Tensor((n, D), BF16)):
             body(X, Wt, Idx, W1, W3, W2, S1, S3, S2, Start, Tok, Pos, H, Y, Out)
+    return main
+
+
+def _fp8_main(n, D: int, I: int, E: int, K: int, R, SI: int, SD: int, shared: bool, body, glaunch):  # noqa: E741
+    """The FP8 layer's ``main`` (see ``moe_kernel``), with or without the gate launch."""
+    bi, bd = I // 128, D // 128                   # scale blocks of a weight
+    ssi, ssd = (bi, bd) if shared else (1, 1)     # the shared expert's (ignored [1, 1] without one)
+
+    if glaunch is not None:
+        @T.prim_func
+        def main(X: T.Tensor((n, D), BF16), Wg: T.Tensor((E, D), BF16), bias: T.Tensor((E,), F32),
+                 W1: T.Tensor((E, I, D), FP8), SW1: T.Tensor((E, bi, bd), F32),
+                 W3: T.Tensor((E, I, D), FP8), SW3: T.Tensor((E, bi, bd), F32),
+                 W2: T.Tensor((E, D, I), FP8), SW2: T.Tensor((E, bd, bi), F32),
+                 S1: T.Tensor((SI, SD), FP8), SS1: T.Tensor((ssi, ssd), F32),
+                 S3: T.Tensor((SI, SD), FP8), SS3: T.Tensor((ssi, ssd), F32),
+                 S2: T.Tensor((SD, SI), FP8), SS2: T.Tensor((ssd, ssi), F32),
+                 Wt: T.Tensor((n, K), F32), Idx: T.Tensor((n, K), I32), Start: T.Tensor((E + 1,), I32),
+                 Tok: T.Tensor((R,), I32), Pos: T.Tensor((n, K), I32),
+                 Xq: T.Tensor((n, D), FP8), Xs: T.Tensor((n, bd), F32), H: T.Tensor((R, I), BF16),
+                 Hq: T.Tensor((R, I), FP8), Hs: T.Tensor((R, bi), F32),
+                 Y: T.Tensor((R, D), BF16), Out: T.Tensor((n, D), BF16)):
+            glaunch(X, Wg, bias, Wt, Idx)
+            body(X, Wt, Idx, W1, SW1, W3, SW3, W2, SW2, S1, SS1, S3, SS3, S2, SS2, Start, Tok, Pos,
+                 Xq, Xs, H, Hq, Hs, Y, Out)
+    else:
+        @T.prim_func
+        def main(X: T.Tensor((n, D), BF16), Wt: T.Tensor((n, K), F32), Idx: T.Tensor((n, K), I32),
+                 W1: T.Tensor((E, I, D), FP8), SW1: T.Tensor((E, bi, bd), F32),
+                 W3: T.Tensor((E, I, D), FP8), SW3: T.Tensor((E, bi, bd), F32),
+                 W2: T.Tensor((E, D, I), FP8), SW2: T.Tensor((E, bd, bi), F32),
+                 S1: T.Tensor((SI, SD), FP8), SS1: T.Tensor((ssi, ssd), F32),
+                 S3: T.Tensor((SI, SD), FP8), SS3: T.Tensor((ssi, ssd), F32),
+                 S2: T.Tensor((SD, SI), FP8), SS2: T.Tensor((ssd, ssi), F32),
+                 Start: T.Tensor((E + 1,), I32), Tok: T.Tensor((R,), I32), Pos: T.Tensor((n, K), I32),
+                 Xq: T.Tensor((n, D), FP8), Xs: T.Tensor((n, bd), F32), H: T.Tensor((R, I), BF16),
+                 Hq: T.Tensor((R, I), FP8), Hs: T.Tensor((R, bi), F32),
+                 Y: T.Tensor((R, D), BF16), Out: T.Tensor((n, D), BF16)):
+            body(X, Wt, Idx, W1, SW1, W3, SW3, W2, SW2, S1, SS1, S3, SS3, S2, SS2, Start, Tok, Pos,
+                 Xq, Xs, H, Hq, Hs, Y, Out)
     return main

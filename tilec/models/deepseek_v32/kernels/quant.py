@@ -58,13 +58,14 @@ def scaled_slab_gemm(a, b, a_mma, b_mma, slab, acc, sa, sb):
         acc[i, j] += slab[i, j] * (sa[i] * sb)
 
 
-def act_quant_kernel(N: int, round_scale: bool, block_M: int = 32, in_dtype: str = BF16):
-    """Factory: ``main(X[M, N] in_dtype, Y[M, N] e4m3, S[M, N / 128] fp32)``; grid (M/32, N/128)."""
+def act_quant_launch(M, N: int, round_scale: bool, block_M: int = 32, in_dtype: str = BF16):
+    """The act_quant launch as a macro ``(X[M, N] in_dtype, Y[M, N] e4m3, S[M, N / 128] fp32)`` over
+    ``M`` rows (a number or a symbolic expression); grid (M/32, N/128). Also a step of kernels of
+    several launches (the FP8 MoE layer)."""
     assert N % BLOCK == 0, "act_quant: the last dim must be a multiple of 128"
-    M = T.dynamic("M")
 
-    @T.prim_func
-    def main(X: T.Tensor((M, N), in_dtype), Y: T.Tensor((M, N), FP8), S: T.Tensor((M, N // BLOCK), F32)):
+    @T.macro
+    def launch(X, Y, S):
         with T.Kernel(T.ceildiv(M, block_M), N // BLOCK, threads=128) as (bx, by):
             x = T.alloc_fragment((block_M, BLOCK), F32)
             y = T.alloc_fragment((block_M, BLOCK), FP8)
@@ -84,6 +85,18 @@ def act_quant_kernel(N: int, round_scale: bool, block_M: int = 32, in_dtype: str
                 y[i, j] = T.clamp(x[i, j] / s[i], -FP8_MAX, FP8_MAX)
             T.copy(y, Y[bx * block_M, by * BLOCK])
             T.copy(s, S[bx * block_M:(bx + 1) * block_M, by])
+
+    return launch
+
+
+def act_quant_kernel(N: int, round_scale: bool, block_M: int = 32, in_dtype: str = BF16):
+    """Factory: ``main(X[M, N] in_dtype, Y[M, N] e4m3, S[M, N / 128] fp32)``; grid (M/32, N/128)."""
+    M = T.dynamic("M")
+    launch = act_quant_launch(M, N, round_scale, block_M, in_dtype)
+
+    @T.prim_func
+    def main(X: T.Tensor((M, N), in_dtype), Y: T.Tensor((M, N), FP8), S: T.Tensor((M, N // BLOCK), F32)):
+        launch(X, Y, S)
 
     return main
 
