@@ -116,6 +116,15 @@ def _pipeline(n, D: int, I: int, E: int, K: int, shared: bool, tl: dict, fp8: bo
             T.copy(Wr[seg, row, col], dst)
 
     @T.macro
+    def store_swiglu(acc1, acc3, H, row, col, nr):
+        # the reference's rounding points: bf16 linear outputs (the casts), then bf16(silu(a) * b)
+        # computed in fp32 (the store); the tile's first nr rows
+        for i, j in T.Parallel(bm, bI):
+            if i < nr:
+                H[row + i, col + j] = (T.cast(acc1[i, j], BF16) / (1.0 + T.exp(-T.cast(acc1[i, j], BF16)))
+                                       * T.cast(acc3[i, j], BF16))
+
+    @T.macro
     def up(X, Tok, Start, W1, W3, S1, S3, H):
         # H[rows, chunk] = bf16(silu(bf16(x W1^T)) * bf16(x W3^T)) per (I chunk, segment)
         with T.Kernel(I // bI, NSH + E, threads=128) as (bx, seg):
@@ -152,13 +161,7 @@ def _pipeline(n, D: int, I: int, E: int, K: int, shared: bool, tl: dict, fp8: bo
                         else:
                             T.gemm(x_s, w1_s, acc1, transpose_B=True, clear_accum=D == bK)
                             T.gemm(x_s, w3_s, acc3, transpose_B=True, clear_accum=D == bK)
-                    # the reference's rounding points: bf16 linear outputs (the casts), then
-                    # bf16(silu(a) * b) computed in fp32 (the store)
-                    for i, j in T.Parallel(bm, bI):
-                        if i < nr:
-                            H[r0 + tt * bm + i, bx * bI + j] = (
-                                T.cast(acc1[i, j], BF16) / (1.0 + T.exp(-T.cast(acc1[i, j], BF16)))
-                                * T.cast(acc3[i, j], BF16))
+                    store_swiglu(acc1, acc3, H, r0 + tt * bm, bx * bI, nr)
 
     @T.macro
     def down(H, Start, W2, S2, Y):
@@ -285,11 +288,7 @@ def _pipeline(n, D: int, I: int, E: int, K: int, shared: bool, tl: dict, fp8: bo
                         slab_gemm(x_s, w1_s, sl1, acc1, sa, sb, nr)
                         weight_scale(SW3, SS3, seg, bx * bI // 128, k, sb)
                         slab_gemm(x_s, w3_s, sl3, acc3, sa, sb, nr)
-                    for i, j in T.Parallel(bm, bI):
-                        if i < nr:
-                            H[r0 + tt * bm + i, bx * bI + j] = (
-                                T.cast(acc1[i, j], BF16) / (1.0 + T.exp(-T.cast(acc1[i, j], BF16)))
-                                * T.cast(acc3[i, j], BF16))
+                    store_swiglu(acc1, acc3, H, r0 + tt * bm, bx * bI, nr)
 
     @T.macro
     def down_fp8(Hq, Hs, Start, W2, SW2, S2, SS2, Y):
