@@ -356,7 +356,7 @@ def moe(x: torch.Tensor, p: dict, args, target: str = "auto", block_M: int = 0) 
         sw = (q["w1"], q["w3"], q["w2"]) if q is not None else (_NO_SHARED,) * 3
         out = kern(x2, p["gate_w"], p["gate_b"].float(), p["w1"], p["w3"], p["w2"], *sw)[-1]
         return out.view(shape)
-    kern = compiled(moe_kernel, key + ("cpu", True, args.scale_fmt is not None), list(range(15, 27)), target)
+    kern = compiled(moe_kernel, key + (target, True, args.scale_fmt is not None), list(range(15, 27)), target)
     sw = [q[n] for n in ("w1", "s1", "w3", "s3", "w2", "s2")] if q is not None else [_NO_SHARED_FP8, _NO_SCALE] * 3
     out = kern(x2, p["gate_w"], p["gate_b"].float(), p["w1"], p["s1"], p["w3"], p["s3"], p["w2"], p["s2"], *sw)[-1]
     return out.view(shape)
