@@ -250,8 +250,9 @@ def main(argv=None) -> int:
               ("rmsnorm", lambda: bench_rmsnorm(r))]
     rows = [run() for name, run in cases if not args.only or any(o in name for o in args.only)]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    blas = openblas_core()
     print(f"tilec cpu benchmark: {num_threads()} threads, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads), numpy {np.__version__} (OpenBLAS {openblas_core()} kernels); "
+          f"({torch.get_num_threads()} threads), numpy {np.__version__} (OpenBLAS {blas} kernels); "
           f"medians of {r} rounds; "
           f"load average {load:.1f}")
     print("tilec: with the default tile passes (what tilec.compile builds); no-pass: the same kernel, passes=[]")
@@ -288,7 +289,7 @@ def main(argv=None) -> int:
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
         pathlib.Path(args.json).write_text(json.dumps(dict(threads=num_threads(), torch_threads=torch.get_num_threads(),
                                                            load_average=load, passes=list(DEFAULT_PASSES),
-                                                           openblas_core=openblas_core(),
+                                                           openblas_core=blas,
                                                            rows=rows), indent=2))
     return 0 if ok else 1
 

@@ -160,7 +160,7 @@ class _Placement:
             self.release()
             return
         cpu = _sched_getcpu()
-        if self.last and self.last[0] == cpu and self.last[1] is workers:
+        if self.last == (cpu, workers):
             return
         self.last = (cpu, workers)
         team = {w: self.placed.get(w) for w in workers}
@@ -226,7 +226,6 @@ class _Pool:
         self.lock = threading.Lock()
         self.workers: list[queue.SimpleQueue] = []
         self.native_ids: list[int] = []
-        self.teams: dict[int, tuple] = {}   # width -> the workers a fan-out of that width uses
         self.placement = _Placement()
 
     def _grow(self, n: int) -> None:
@@ -265,8 +264,7 @@ class _Pool:
     def run(self, fn: Callable[[], None], width: int) -> None:
         with self.lock:  # one fan-out at a time keeps workers from being oversubscribed
             self._grow(width - 1)
-            workers = self.teams.get(width) or self.teams.setdefault(width, tuple(self.native_ids[: width - 1]))
-            self.placement.keep_off_caller(workers)
+            self.placement.keep_off_caller(tuple(self.native_ids[: width - 1]))
             done: queue.SimpleQueue = queue.SimpleQueue()
             for q in self.workers[: width - 1]:
                 q.put((fn, done))

@@ -95,7 +95,7 @@ def test_python_pool_workers_are_pinned_off_the_caller(monkeypatch):
         _check_run(exe)
     placement = runtime._pool.placement
     assert len(runtime._pool.native_ids) >= 2
-    _pinned_apart(list(runtime._pool.teams[2]), placement.last[0])
+    _pinned_apart(runtime._pool.native_ids[:1], placement.last[0])
 
 
 def test_placement_gives_up_where_pinning_is_refused(monkeypatch):

@@ -124,19 +124,56 @@ def _pipeline(n, D: int, I: int, E: int, K: int, shared: bool, tl: dict, fp8: bo
                 H[row + i, col + j] = (T.cast(acc1[i, j], BF16) / (1.0 + T.exp(-T.cast(acc1[i, j], BF16)))
                                        * T.cast(acc3[i, j], BF16))
 
+    in_dtype = FP8 if fp8 else BF16
+    if fp8:
+        # FP8 weights: x and H are quantized by launches of their own (act_quant: 1x128 blocks), and every
+        # GEMM runs in 128-deep K slabs, each accumulated in fp32, scaled by its activation and weight
+        # scales and added to the total (quant.scaled_slab_gemm, here with ragged row tiles)
+        from .quant import act_quant_launch
+        assert bK == bK2 == 128
+        quant_x = act_quant_launch(n, D, round_scale)
+        quant_h = act_quant_launch(R, I, round_scale)
+
     @T.macro
-    def up(X, Tok, Start, W1, W3, S1, S3, H):
-        # H[rows, chunk] = bf16(silu(bf16(x W1^T)) * bf16(x W3^T)) per (I chunk, segment)
+    def weight_scale(SWr, SWs, seg, row, col, sb):
+        """The 128x128 block scale at (row, col) of the segment's expert weight or the shared one."""
+        if shared:
+            if seg < NSH:
+                sb = SWs[row, col]
+            else:
+                sb = SWr[seg - NSH, row, col]
+        else:
+            sb = SWr[seg, row, col]
+
+    @T.macro
+    def slab_gemm(a, b, slab, acc, sa, sb, nr):
+        if ragged:
+            T.gemm(a[0:nr, :], b, slab[0:nr, :], transpose_B=True, clear_accum=True)
+        else:
+            T.gemm(a, b, slab, transpose_B=True, clear_accum=True)
+        for i, j in T.Parallel(bm, slab.shape[1]):
+            if i < nr:
+                acc[i, j] += slab[i, j] * (sa[i] * sb)
+
+    @T.macro
+    def up(X, Xs, Tok, Start, W1, SW1, W3, SW3, S1, SS1, S3, SS3, H):
+        # H[rows, chunk] = bf16(silu(bf16(x W1^T)) * bf16(x W3^T)) per (I chunk, segment); FP8: X is the
+        # quantized x and Xs its scales, SW*/SS* the weights' block scales (bf16: unused)
         with T.Kernel(I // bI, NSH + E, threads=128) as (bx, seg):
             r0 = T.alloc_var(I32, 0)
             cnt = T.alloc_var(I32, 0)
             nr = T.alloc_var(I32, 0)
             tk = T.alloc_fragment((bm,), I32)
-            x_s = T.alloc_shared((bm, bK), BF16)
-            w1_s = T.alloc_shared((bI, bK), BF16)
-            w3_s = T.alloc_shared((bI, bK), BF16)
+            x_s = T.alloc_shared((bm, bK), in_dtype)
+            w1_s = T.alloc_shared((bI, bK), in_dtype)
+            w3_s = T.alloc_shared((bI, bK), in_dtype)
             acc1 = T.alloc_fragment((bm, bI), F32)
             acc3 = T.alloc_fragment((bm, bI), F32)
+            if fp8:
+                sb = T.alloc_var(F32, 0.0)
+                sa = T.alloc_fragment((bm,), F32)
+                sl1 = T.alloc_fragment((bm, bI), F32)
+                sl3 = T.alloc_fragment((bm, bI), F32)
             segment(seg, Start, r0, cnt)
             if cnt > 0:
                 if bK == D:  # weights stationary: one copy serves every row tile of the segment
@@ -146,7 +183,7 @@ def _pipeline(n, D: int, I: int, E: int, K: int, shared: bool, tl: dict, fp8: bo
                     nr = T.min(bm, cnt - tt * bm)
                     for i in T.Parallel(bm):
                         tk[i] = T.if_then_else(i < nr, Tok[T.min(r0 + tt * bm + i, R - 1)], 0)
-                    if D > bK:
+                    if fp8 or D > bK:   # FP8 slabs add into the accumulators; one bf16 GEMM clears them
                         T.clear(acc1)
                         T.clear(acc3)
                     for k in T.serial(D // bK):
@@ -155,7 +192,14 @@ def _pipeline(n, D: int, I: int, E: int, K: int, shared: bool, tl: dict, fp8: bo
                         if bK < D:
                             weight_tile(W1, S1, seg, bx * bI, k * bK, w1_s)
                             weight_tile(W3, S3, seg, bx * bI, k * bK, w3_s)
-                        if ragged:
+                        if fp8:
+                            for i in T.Parallel(bm):
+                                sa[i] = T.if_then_else(i < nr, Xs[tk[i], k], 0.0)
+                            weight_scale(SW1, SS1, seg, bx * bI // 128, k, sb)
+                            slab_gemm(x_s, w1_s, sl1, acc1, sa, sb, nr)
+                            weight_scale(SW3, SS3, seg, bx * bI // 128, k, sb)
+                            slab_gemm(x_s, w3_s, sl3, acc3, sa, sb, nr)
+                        elif ragged:
                             T.gemm(x_s[0:nr, :], w1_s, acc1[0:nr, :], transpose_B=True, clear_accum=D == bK)
                             T.gemm(x_s[0:nr, :], w3_s, acc3[0:nr, :], transpose_B=True, clear_accum=D == bK)
                         else:
@@ -164,28 +208,37 @@ def _pipeline(n, D: int, I: int, E: int, K: int, shared: bool, tl: dict, fp8: bo
                     store_swiglu(acc1, acc3, H, r0 + tt * bm, bx * bI, nr)
 
     @T.macro
-    def down(H, Start, W2, S2, Y):
-        # Y[rows, chunk] = bf16(h W2^T) per (D chunk, segment)
+    def down(H, Hs, Start, W2, SW2, S2, SS2, Y):
+        # Y[rows, chunk] = bf16(h W2^T) per (D chunk, segment); FP8: H is the quantized h and Hs its scales
         with T.Kernel(D // bD, NSH + E, threads=128) as (bx, seg):
             r0 = T.alloc_var(I32, 0)
             cnt = T.alloc_var(I32, 0)
             nr = T.alloc_var(I32, 0)
-            h_s = T.alloc_shared((bm, bK2), BF16)
-            w_s = T.alloc_shared((bD, bK2), BF16)
+            h_s = T.alloc_shared((bm, bK2), in_dtype)
+            w_s = T.alloc_shared((bD, bK2), in_dtype)
             acc = T.alloc_fragment((bm, bD), F32)
+            if fp8:
+                sb = T.alloc_var(F32, 0.0)
+                sa = T.alloc_fragment((bm,), F32)
+                sl = T.alloc_fragment((bm, bD), F32)
             segment(seg, Start, r0, cnt)
             if cnt > 0:
                 if bK2 == I:
                     weight_tile(W2, S2, seg, bx * bD, 0, w_s)
                 for tt in T.serial(T.ceildiv(cnt, bm)):
                     nr = T.min(bm, cnt - tt * bm)
-                    if I > bK2:
+                    if fp8 or I > bK2:
                         T.clear(acc)
                     for k in T.serial(I // bK2):
                         T.copy(H[r0 + tt * bm, k * bK2], h_s)   # rows past the segment are never stored
                         if bK2 < I:
                             weight_tile(W2, S2, seg, bx * bD, k * bK2, w_s)
-                        if ragged:
+                        if fp8:
+                            for i in T.Parallel(bm):
+                                sa[i] = T.if_then_else(i < nr, Hs[T.min(r0 + tt * bm + i, R - 1), k], 0.0)
+                            weight_scale(SW2, SS2, seg, bx * bD // 128, k, sb)
+                            slab_gemm(h_s, w_s, sl, acc, sa, sb, nr)
+                        elif ragged:
                             T.gemm(h_s[0:nr, :], w_s, acc[0:nr, :], transpose_B=True, clear_accum=I == bK2)
                         else:
                             T.gemm(h_s, w_s, acc, transpose_B=True, clear_accum=I == bK2)
@@ -218,117 +271,21 @@ def _pipeline(n, D: int, I: int, E: int, K: int, shared: bool, tl: dict, fp8: bo
     @T.macro
     def body(X, Wt, Idx, W1, W3, W2, S1, S3, S2, Start, Tok, Pos, H, Y, Out):
         route(Idx, Start, Tok, Pos)
-        up(X, Tok, Start, W1, W3, S1, S3, H)
-        down(H, Start, W2, S2, Y)
+        up(X, X, Tok, Start, W1, W1, W3, W3, S1, S1, S3, S3, H)   # the scale slots are unused for bf16
+        down(H, H, Start, W2, W2, S2, S2, Y)
         combine(Y, Pos, Wt, Out)
-
-    if not fp8:
-        return body, R
-
-    # --- FP8 weights: x and H are quantized by launches of their own (act_quant: 1x128 blocks), and
-    # every GEMM runs in 128-deep K slabs, each accumulated in fp32, scaled by its activation and
-    # weight scales and added to the total (quant.scaled_slab_gemm, here with ragged row tiles)
-    from .quant import act_quant_launch
-    quant_x = act_quant_launch(n, D, round_scale)
-    quant_h = act_quant_launch(R, I, round_scale)
-
-    @T.macro
-    def weight_scale(SWr, SWs, seg, row, col, sb):
-        """The 128x128 block scale at (row, col) of the segment's expert weight or the shared one."""
-        if shared:
-            if seg < NSH:
-                sb = SWs[row, col]
-            else:
-                sb = SWr[seg - NSH, row, col]
-        else:
-            sb = SWr[seg, row, col]
-
-    @T.macro
-    def slab_gemm(a, b, slab, acc, sa, sb, nr):
-        if ragged:
-            T.gemm(a[0:nr, :], b, slab[0:nr, :], transpose_B=True, clear_accum=True)
-        else:
-            T.gemm(a, b, slab, transpose_B=True, clear_accum=True)
-        for i, j in T.Parallel(bm, slab.shape[1]):
-            if i < nr:
-                acc[i, j] += slab[i, j] * (sa[i] * sb)
-
-    @T.macro
-    def up_fp8(Xq, Xs, Tok, Start, W1, SW1, W3, SW3, S1, SS1, S3, SS3, H):
-        with T.Kernel(I // bI, NSH + E, threads=128) as (bx, seg):
-            r0 = T.alloc_var(I32, 0)
-            cnt = T.alloc_var(I32, 0)
-            nr = T.alloc_var(I32, 0)
-            sb = T.alloc_var(F32, 0.0)
-            tk = T.alloc_fragment((bm,), I32)
-            sa = T.alloc_fragment((bm,), F32)
-            x_s = T.alloc_shared((bm, 128), FP8)
-            w1_s = T.alloc_shared((bI, 128), FP8)
-            w3_s = T.alloc_shared((bI, 128), FP8)
-            sl1 = T.alloc_fragment((bm, bI), F32)
-            sl3 = T.alloc_fragment((bm, bI), F32)
-            acc1 = T.alloc_fragment((bm, bI), F32)
-            acc3 = T.alloc_fragment((bm, bI), F32)
-            segment(seg, Start, r0, cnt)
-            if cnt > 0:
-                for tt in T.serial(T.ceildiv(cnt, bm)):
-                    nr = T.min(bm, cnt - tt * bm)
-                    for i in T.Parallel(bm):
-                        tk[i] = T.if_then_else(i < nr, Tok[T.min(r0 + tt * bm + i, R - 1)], 0)
-                    T.clear(acc1)
-                    T.clear(acc3)
-                    for k in T.serial(D // 128):
-                        for i, j in T.Parallel(bm, 128):
-                            x_s[i, j] = T.if_then_else(i < nr, Xq[tk[i], k * 128 + j], 0.0)
-                        for i in T.Parallel(bm):
-                            sa[i] = T.if_then_else(i < nr, Xs[tk[i], k], 0.0)
-                        weight_tile(W1, S1, seg, bx * bI, k * 128, w1_s)
-                        weight_tile(W3, S3, seg, bx * bI, k * 128, w3_s)
-                        weight_scale(SW1, SS1, seg, bx * bI // 128, k, sb)
-                        slab_gemm(x_s, w1_s, sl1, acc1, sa, sb, nr)
-                        weight_scale(SW3, SS3, seg, bx * bI // 128, k, sb)
-                        slab_gemm(x_s, w3_s, sl3, acc3, sa, sb, nr)
-                    store_swiglu(acc1, acc3, H, r0 + tt * bm, bx * bI, nr)
-
-    @T.macro
-    def down_fp8(Hq, Hs, Start, W2, SW2, S2, SS2, Y):
-        with T.Kernel(D // bD, NSH + E, threads=128) as (bx, seg):
-            r0 = T.alloc_var(I32, 0)
-            cnt = T.alloc_var(I32, 0)
-            nr = T.alloc_var(I32, 0)
-            sb = T.alloc_var(F32, 0.0)
-            sa = T.alloc_fragment((bm,), F32)
-            h_s = T.alloc_shared((bm, 128), FP8)
-            w_s = T.alloc_shared((bD, 128), FP8)
-            sl = T.alloc_fragment((bm, bD), F32)
-            acc = T.alloc_fragment((bm, bD), F32)
-            segment(seg, Start, r0, cnt)
-            if cnt > 0:
-                for tt in T.serial(T.ceildiv(cnt, bm)):
-                    nr = T.min(bm, cnt - tt * bm)
-                    T.clear(acc)
-                    for k in T.serial(I // 128):
-                        T.copy(Hq[r0 + tt * bm, k * 128], h_s)   # rows past the segment are never stored
-                        for i in T.Parallel(bm):
-                            sa[i] = T.if_then_else(i < nr, Hs[T.min(r0 + tt * bm + i, R - 1), k], 0.0)
-                        weight_tile(W2, S2, seg, bx * bD, k * 128, w_s)
-                        weight_scale(SW2, SS2, seg, bx * bD // 128, k, sb)
-                        slab_gemm(h_s, w_s, sl, acc, sa, sb, nr)
-                    for i, j in T.Parallel(bm, bD):
-                        if i < nr:
-                            Y[r0 + tt * bm + i, bx * bD + j] = acc[i, j]   # the store rounds to bf16
 
     @T.macro
     def body_fp8(X, Wt, Idx, W1, SW1, W3, SW3, W2, SW2, S1, SS1, S3, SS3, S2, SS2, Start, Tok, Pos,
                  Xq, Xs, H, Hq, Hs, Y, Out):
         route(Idx, Start, Tok, Pos)
         quant_x(X, Xq, Xs)
-        up_fp8(Xq, Xs, Tok, Start, W1, SW1, W3, SW3, S1, SS1, S3, SS3, H)
+        up(Xq, Xs, Tok, Start, W1, SW1, W3, SW3, S1, SS1, S3, SS3, H)
         quant_h(H, Hq, Hs)
-        down_fp8(Hq, Hs, Start, W2, SW2, S2, SS2, Y)
+        down(Hq, Hs, Start, W2, SW2, S2, SS2, Y)
         combine(Y, Pos, Wt, Out)
 
-    return body_fp8, R
+    return (body_fp8 if fp8 else body), R
 
 
 def moe_kernel(D: int, I: int, E: int, K: int, shared: bool, gate=(), tiles=(),  # noqa: E741
