@@ -43,8 +43,8 @@ import torch  # noqa: E402
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
 
-from backends.llvm.runtime import num_threads  # noqa: E402
-from backends.llvm.target import CpuTarget  # noqa: E402
+from tilec.backends.llvm.runtime import num_threads  # noqa: E402
+from tilec.backends.llvm.target import CpuTarget  # noqa: E402
 from tilec.passes.registry import DEFAULT as DEFAULT_PASSES  # noqa: E402
 from tilec.runtime.kernel import run_tile_passes  # noqa: E402
 

@@ -5,7 +5,7 @@
 Lowering is what ``tilec.compile`` does before the target's native compiler (nvcc, LLVM's optimizer, g++)
 runs: the frontend (the example's factory called with its ``DEFAULTS``: parse the decorated function and
 build the Tile IR), the verifier, the cuda target's default tile passes (``tilec.passes.registry.DEFAULT``)
-and the CUDA code generator (``backends.cuda.codegen.generate``), for sm_90a (with and without wgmma) and
+and the CUDA code generator (``tilec.backends.cuda.codegen.generate``), for sm_90a (with and without wgmma) and
 sm_80. The cpu target's lowering, for comparison, ends at LLVM IR text (``generate_llvm_ir``); LLVM's O3
 and object emission are shown on their own rows, since they are the native compiler's share.
 
@@ -50,12 +50,12 @@ def _stages(target: str, arch: str = "", wgmma: bool = False) -> dict[str, float
     t3 = time.perf_counter()
     t.update(frontend=t1 - t0, verify=t2 - t1, passes=t3 - t2)
     if target == "cuda":
-        from backends.cuda.codegen import generate
+        from tilec.backends.cuda.codegen import generate
         generate(func, arch, {"wgmma": wgmma})
         t["codegen"] = time.perf_counter() - t3
     else:
-        from backends.llvm import llvm_env
-        from backends.llvm.target import generate_llvm_ir
+        from tilec.backends.llvm import llvm_env
+        from tilec.backends.llvm.target import generate_llvm_ir
         text, _meta = generate_llvm_ir(func, {})
         t4 = time.perf_counter()
         t["codegen"] = t4 - t3
@@ -76,7 +76,7 @@ import sys, time; t0 = time.perf_counter()
 sys.path[:0] = [{root!r}, {examples!r}]
 import flash_attention as fa
 from tilec.runtime.kernel import run_tile_passes, verify
-from backends.cuda.codegen import generate
+from tilec.backends.cuda.codegen import generate
 t1 = time.perf_counter()
 func = fa.KERNEL(**fa.DEFAULTS).func; verify(func); func = run_tile_passes(func, {{}}, "cuda")
 src = generate(func, "sm_90a", {{}})

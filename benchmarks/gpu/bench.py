@@ -28,8 +28,8 @@ HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path[:0] = [str(ROOT), str(HERE)]
 
-from backends.cuda import CudaTarget  # noqa: E402
-from backends.cuda.launcher import torch_dtype  # noqa: E402
+from tilec.backends.cuda import CudaTarget  # noqa: E402
+from tilec.backends.cuda.launcher import torch_dtype  # noqa: E402
 from tilec.ir import dtypes  # noqa: E402
 from tilec.ir import nodes as N  # noqa: E402
 
@@ -360,7 +360,7 @@ def main(argv=None) -> int:
     t_start = time.time()
     result = dict(device=dev, torch=torch.__version__, quick=opts.quick)
     # the examples' and timings' kernels, concurrently (run_section prebuilds the DeepSeek ones)
-    from backends.cuda.build import default_arch
+    from tilec.backends.cuda.build import default_arch
     parts = [p for p in opts.parts if p != "deepseek"]
     result["prebuild_seconds"] = compile_check.prebuild(compile_jobs(opts, parts, default_arch()))
     phases = [("examples", run_examples), ("timings", lambda: run_timings(opts.quick)),

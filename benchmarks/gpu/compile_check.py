@@ -32,7 +32,7 @@ def resources(source: str, arch: str) -> str:
 
     ``stack`` is per-thread local memory: register spills or arrays indexed at run time, both slow.
     The build is a cache hit: the job has just compiled the same source for the same arch."""
-    from backends.cuda.build import compile_source, resource_usage
+    from tilec.backends.cuda.build import compile_source, resource_usage
     usage = resource_usage(compile_source(source, arch, "so"))
     if not usage:
         return "registers: ? (no cuobjdump)"

@@ -54,7 +54,7 @@ SMALL_SIZES = D.Sizes(decode_batch=2, kv_len=256, prefill_tokens=16, index_token
 
 def have_nvcc() -> bool:
     try:
-        from backends.cuda.build import nvcc_path
+        from tilec.backends.cuda.build import nvcc_path
         nvcc_path()
         return True
     except Exception:  # noqa: BLE001 - any failure means: no usable nvcc

@@ -166,8 +166,8 @@ model = Model(lib.args, dict(holder.state_dict()), lib)
 tokens = torch.arange(2, 2 + 2 * 20).view(2, 20) % 1000
 out = [model(tokens, 0)] + [model(tokens[:, i:i + 1], 20 + i) for i in range(3)]
 torch.save(torch.stack(out), {str(tmp_path / 'out.pt')!r})
-banned = ("llvmlite", "lark", "tilec.frontend", "tilec.passes", "tilec.language", "backends.llvm.codegen",
-          "backends.llvm.llvm_env")
+banned = ("llvmlite", "lark", "tilec.frontend", "tilec.passes", "tilec.language", "tilec.backends.llvm.codegen",
+          "tilec.backends.llvm.llvm_env")
 print(json.dumps(sorted(m for m in sys.modules if m.startswith(banned))))
 """
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))

@@ -74,7 +74,7 @@ def test_a_targets_build_takes_the_decorated_kernel(target):
     tgt = targets.get(target)
     kernel = _scale_kernel()
     if target == "cuda":
-        from backends.cuda.build import nvcc_path
+        from tilec.backends.cuda.build import nvcc_path
         try:
             nvcc_path()
         except TilecError:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backends.ascend.target import AscendTarget
+from tilec.backends.ascend.target import AscendTarget
 from tilec import numerics
 from tilec.interp import run as interp_run
 from tilec.ir import dtypes, nodes as N
@@ -306,7 +306,7 @@ def test_converting_copies_from_float8(rng):
 def test_generated_gemm_under_address_sanitizer(rng):
     """The generated AscendC plus a C++ main() calling tilec_launch, built with -fsanitize=address."""
     import subprocess
-    from backends.ascend.build import compile_source
+    from tilec.backends.ascend.build import compile_source
     M, Nn, K = 40, 48, 24
     A, B, C = buf("A", [M, K], "float16"), buf("B", [K, Nn], "float16"), buf("C", [M, Nn])
     As, Bs, Cf = buf("As", [32, 32], "float16", "shared"), buf("Bs", [32, 32], "float16", "shared"), \

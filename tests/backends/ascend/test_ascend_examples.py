@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from backends.ascend.target import AscendTarget
+from tilec.backends.ascend.target import AscendTarget
 from tilec import numerics
 from tilec.interp import run as interp_run
 from tilec.runtime.args import allocate, to_storage_numpy, torch_dtype

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from backends.ascend.build import compile_source
+from tilec.backends.ascend.build import compile_source
 
 HERE = Path(__file__).resolve().parent / "cpp"
 

@@ -42,7 +42,7 @@ irkit = load("tilec_cuda_irkit", HERE / "cuda_irkit.py")
 
 def have_nvcc() -> bool:
     try:
-        from backends.cuda.build import nvcc_path
+        from tilec.backends.cuda.build import nvcc_path
         nvcc_path()
         return True
     except Exception:
@@ -63,7 +63,7 @@ def parallel(jobs: dict[str, Callable[[], object]]) -> dict[str, object]:
 
 @functools.lru_cache(maxsize=None)
 def sources(arch: str) -> dict[str, object]:
-    from backends.cuda.codegen import generate
+    from tilec.backends.cuda.codegen import generate
     out = {}
     for name, func in irkit.all_kernels().items():
         try:
@@ -76,7 +76,7 @@ def sources(arch: str) -> dict[str, object]:
 @functools.lru_cache(maxsize=None)
 def cubins() -> dict[tuple[str, str], object]:
     """(kernel name, arch) -> cubin path (or the exception) for every hand-built kernel."""
-    from backends.cuda.build import compile_source
+    from tilec.backends.cuda.build import compile_source
     jobs = {}
     for arch in ARCHES:
         for name, text in sources(arch).items():
@@ -92,7 +92,7 @@ def _raise(e: Exception):
 
 
 def cuobjdump() -> Optional[str]:
-    from backends.cuda.build import cuobjdump_path
+    from tilec.backends.cuda.build import cuobjdump_path
     return cuobjdump_path()
 
 
@@ -117,8 +117,8 @@ def example_cubins() -> dict[tuple[str, str, str], object]:
     DEFAULTS compile for every arch; RAGGED (same code paths plus tail predicates) for sm_90a only, and
     is generated for sm_80, to keep the suite's nvcc time down.
     """
-    from backends.cuda.build import compile_source
-    from backends.cuda.codegen import generate
+    from tilec.backends.cuda.build import compile_source
+    from tilec.backends.cuda.codegen import generate
 
     def job(path, which, arch):
         mod = load_example(path)

@@ -43,7 +43,7 @@ def test_example_compiles(example, which, arch):
 @pytest.mark.parametrize("example", [p.stem for p in cs.examples()])
 def test_example_kernels_keep_everything_in_registers(example, arch):
     """At the examples' default sizes no kernel spills or uses local memory (ptxas's stack frame is 0)."""
-    from backends.cuda.build import resource_usage
+    from tilec.backends.cuda.build import resource_usage
     cubin = cs.example_cubins()[(example, "DEFAULTS", arch)]
     if isinstance(cubin, Exception):
         raise cubin
@@ -54,7 +54,7 @@ def test_example_kernels_keep_everything_in_registers(example, arch):
 
 
 def test_resource_usage_names_kernels():
-    from backends.cuda.build import _demangled_name
+    from tilec.backends.cuda.build import _demangled_name
     assert _demangled_name("_Z11main_kernelPK6__halfS1_PS_") == "main_kernel"
     assert _demangled_name("_Z20tileops_misc_kernel0PKfPf") == "tileops_misc_kernel0"
     assert _demangled_name("plain_c_name") == "plain_c_name"
@@ -63,7 +63,7 @@ def test_resource_usage_names_kernels():
 def _sass_or_ptx(name: str, arch: str) -> str:
     if cs.cuobjdump():
         return cs.sass(cs.cubins()[(name, arch)])
-    from backends.cuda.build import compile_source
+    from tilec.backends.cuda.build import compile_source
     return pathlib.Path(compile_source(cs.sources(arch)[name], arch, "ptx")).read_text()
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 import cuda_support as cs
-from backends.cuda.codegen import generate
+from tilec.backends.cuda.codegen import generate
 
 irkit = cs.irkit
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backends.cuda import emit, gemm, tileops
-from backends.cuda.layout import MmaLayout, RowLayout
-from backends.cuda.smem import swizzle_params
+from tilec.backends.cuda import emit, gemm, tileops
+from tilec.backends.cuda.layout import MmaLayout, RowLayout
+from tilec.backends.cuda.smem import swizzle_params
 from tilec.ir import nodes as N
 
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 import cuda_support as cs
-from backends.cuda import CudaTarget
-from backends.cuda import build
-from backends.cuda.codegen import generate
-from backends.cuda.launcher import bind_args
+from tilec.backends.cuda import CudaTarget
+from tilec.backends.cuda import build
+from tilec.backends.cuda.codegen import generate
+from tilec.backends.cuda.launcher import bind_args
 from tilec.errors import InternalError, TilecError
 from tilec.ir import nodes as N
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import cuda_support as cs
-from backends.cuda import wgmma
-from backends.cuda.layout import MmaLayout
+from tilec.backends.cuda import wgmma
+from tilec.backends.cuda.layout import MmaLayout
 from tilec.ir import nodes as N
 
 BASE = 3 * 1024  # a 1024-aligned shared address that is not 0, so absolute-address swizzling matters
@@ -137,7 +137,7 @@ def test_wgmma_reads_the_generated_layouts(M, N_, K, warps, trans_b):
 
 
 def test_wgmma_kernel_source_and_sass():
-    from backends.cuda.codegen import generate
+    from tilec.backends.cuda.codegen import generate
     text = generate(cs.irkit.gemm(dtype="bfloat16"), "sm_90a", {"wgmma": True}).text
     accumulator = ("float C_f[128];  // irkit.py:9:5  fragment C_f: registers, wgmma accumulator layout, "
                    "4x1 warps (warpgroups of 4 along rows)")
@@ -161,5 +161,5 @@ def test_wgmma_kernel_source_and_sass():
     """).replace("half{{.*}}", "__nv_bfloat16{{.*}}"))
     assert "wgmma_m64" not in generate(cs.irkit.gemm(dtype="bfloat16"), "sm_80", {"wgmma": True}).text
     if cs.have_nvcc() and cs.cuobjdump():
-        from backends.cuda.build import compile_source
+        from tilec.backends.cuda.build import compile_source
         assert "HGMMA.64x128x16.F32.BF16" in cs.sass(compile_source(text, "sm_90a", "cubin"))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from backends.llvm.target import CpuTarget
+from tilec.backends.llvm.target import CpuTarget
 from tilec import numerics
 from tilec.interp import run as interp_run
 from tilec.ir import dtypes

@@ -15,8 +15,8 @@ import textwrap
 
 import pytest
 
-from backends.llvm import llvm_env
-from backends.llvm.target import assembly
+from tilec.backends.llvm import llvm_env
+from tilec.backends.llvm.target import assembly
 
 ROOT = pathlib.Path(__file__).parents[3]
 sys.path.insert(0, str(ROOT / "examples"))
@@ -48,7 +48,7 @@ _SCRIPT = textwrap.dedent("""
     t0 = time.perf_counter()
     {block}
     import gemm
-    from backends.llvm.target import CpuTarget
+    from tilec.backends.llvm.target import CpuTarget
     func = gemm.gemm(96, 80, 72, dtype="float32").func
     t1 = time.perf_counter()
     exe = CpuTarget().build(func, {{}})
@@ -181,7 +181,7 @@ def test_bf16_gemm_inner_loop_is_pure_dot_products(trans_b):
 
 def test_export_library_of_several_kernels_loads_without_llvmlite(tmp_path):
     import softmax
-    from backends.llvm.target import export_library
+    from tilec.backends.llvm.target import export_library
     import gemm as g
     ga = g.gemm(64, 48, 40, dtype="float32").func
     sm = softmax.softmax(20, 50).func
@@ -190,7 +190,7 @@ def test_export_library_of_several_kernels_loads_without_llvmlite(tmp_path):
     code = textwrap.dedent(f"""
         import sys, numpy as np
         sys.modules['llvmlite'] = None
-        from backends.llvm.target import load_exported
+        from tilec.backends.llvm.target import load_exported
         ks = load_exported({str(tmp_path / 'model.so')!r})
         rng = np.random.default_rng(0)
         a, b = rng.standard_normal((64, 40), np.float32), rng.standard_normal((40, 48), np.float32)
@@ -213,7 +213,7 @@ def test_kernels_run_in_a_forked_child_after_the_pool_started():
     still run multi-threaded kernels in the child: the child gets a fresh pool."""
     import multiprocessing
 
-    from backends.llvm import runtime
+    from tilec.backends.llvm import runtime
 
     hits = []
     runtime.par_for(lambda: hits.append(1), nblocks=8, threads=2)   # starts the pool's worker thread

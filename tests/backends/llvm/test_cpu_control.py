@@ -119,7 +119,7 @@ def test_attention_bitwise_independent_of_thread_count():
     import sys
     sys.path.insert(0, str(pathlib.Path(__file__).parents[3] / "examples"))
     import flash_attention
-    from backends.llvm.target import CpuTarget
+    from tilec.backends.llvm.target import CpuTarget
     func = flash_attention.flash_attention(1, 3, 200, 64, True, dtype="float32").func
     rng = np.random.default_rng(25)
     q, k, v = (rng.standard_normal((1, 200, 3, 64)).astype(np.float32) for _ in range(3))

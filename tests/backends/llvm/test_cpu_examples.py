@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from backends.llvm.target import CpuTarget
+from tilec.backends.llvm.target import CpuTarget
 from cpu_harness import poison, rel_err
 from tilec import numerics
 from tilec.interp import run as interp_run

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import tilec.language as T
-from backends.llvm import gemm_forward
-from backends.llvm.target import CpuTarget
+from tilec.backends.llvm import gemm_forward
+from tilec.backends.llvm.target import CpuTarget
 from cpu_harness import check, poison, rand
 from test_cpu_tileops import gemm_kernel
 from tilec.ir import visitor

@@ -3,7 +3,7 @@ whole float32 range, and exact IEEE results for the special inputs."""
 import numpy as np
 
 import tilec.language as T
-from backends.llvm.target import CpuTarget
+from tilec.backends.llvm.target import CpuTarget
 
 MAX_ULP = 1  # measured: exp 0.95 ulp, exp2 0.97 ulp
 

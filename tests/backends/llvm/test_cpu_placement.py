@@ -8,8 +8,8 @@ import os
 import numpy as np
 import pytest
 
-from backends.llvm import runtime
-from backends.llvm.target import CpuTarget
+from tilec.backends.llvm import runtime
+from tilec.backends.llvm.target import CpuTarget
 
 
 @pytest.mark.parametrize("cpus, placed, caller, moves", [

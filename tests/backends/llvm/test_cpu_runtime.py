@@ -11,8 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from backends.llvm import runtime
-from backends.llvm.target import CpuTarget
+from tilec.backends.llvm import runtime
+from tilec.backends.llvm.target import CpuTarget
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[3] / "examples"))
 
@@ -64,7 +64,7 @@ def test_metadata_without_native_entry_still_runs():
 
 
 def _child(conn, qkv):
-    from backends.llvm.target import CpuTarget
+    from tilec.backends.llvm.target import CpuTarget
     func, _ = _attention()
     o = np.full_like(qkv[0], np.nan)
     CpuTarget().build(func, {"num_threads": 2}).run([*qkv, o], {})
@@ -93,7 +93,7 @@ def test_forked_child_after_openmp_runs_on_the_python_pool():
 def test_jit_build_loads_cached_objects(monkeypatch, tmp_path):
     """The JIT path keeps object files in the disk cache: a second build neither generates nor optimizes
     LLVM IR, and a corrupt object is rebuilt."""
-    from backends.llvm import cache, target
+    from tilec.backends.llvm import cache, target
     monkeypatch.setenv("TILEC_CACHE_DIR", str(tmp_path))
     func, qkv = _attention(64)
     want = _run(CpuTarget().build(func, {"cpu_build": "jit"}), qkv)
@@ -122,7 +122,7 @@ def test_cached_jit_object_in_a_fresh_process(tmp_path):
         import sys, numpy as np
         sys.path.insert(0, {str(root / 'examples')!r})
         import flash_attention
-        from backends.llvm.target import CpuTarget
+        from tilec.backends.llvm.target import CpuTarget
         func = flash_attention.flash_attention(1, 2, 64, 64, True, dtype="float32").func
         qkv = [np.random.default_rng(i).standard_normal((1, 64, 2, 64)).astype(np.float32) for i in range(3)]
         o = np.full_like(qkv[0], np.nan)

@@ -226,7 +226,7 @@ def test_gemm_bf16_inputs_fp32_out(ta, tb, size, blocks, bf16dot):
     check(func, [a, b, rand((M, N), "float32", rng)], [2], 1e-6, options={"cpu_bf16dot": bf16dot})
 
 
-@pytest.mark.skipif("+avx512bf16" not in __import__("backends.llvm.llvm_env", fromlist=["host"]).host().features,
+@pytest.mark.skipif("+avx512bf16" not in __import__("tilec.backends.llvm.llvm_env", fromlist=["host"]).host().features,
                     reason="host CPU lacks avx512bf16")
 def test_gemm_bf16_dot_flushes_subnormal_inputs():
     """``vdpbf16ps`` reads bfloat16 subnormals as zero (documented in docs/backends/cpu.md): a GEMM whose

@@ -16,7 +16,7 @@ def gen(seed: int = 0) -> torch.Generator:
 
 def have_nvcc() -> bool:
     try:
-        from backends.cuda.build import nvcc_path
+        from tilec.backends.cuda.build import nvcc_path
         nvcc_path()
         return True
     except Exception:  # noqa: BLE001 - any failure means: no usable nvcc

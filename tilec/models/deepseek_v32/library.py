@@ -5,14 +5,14 @@ arguments, outputs). Token counts, batch and cache lengths are symbolic (``T.dyn
 serves prefill and decode at any batch and length; what stays compile-time is the model's widths.
 
 ``build_library(args, target, out_dir)`` compiles each kernel to an object file (LLVM, the cpu
-target's code generator), links them all into ``libmodel.so`` (``backends.llvm.aot.link_shared``) and
+target's code generator), links them all into ``libmodel.so`` (``tilec.backends.llvm.aot.link_shared``) and
 writes ``manifest.json``: kernel names, factories and arguments, signatures (dtypes, shapes with symbol
 names), launch symbols, the target, the tilec version and sha256 hashes of the library and of every
 kernel's IR. The folder is written whole or not at all (``tilec.runtime.artifacts.staged_output_dir``).
 
 ``load_library(dir)`` opens the library with ctypes and returns ``Library``, whose kernels are callables
 on torch CPU tensors. Loading and calling import neither llvmlite nor the frontend or passes: only the
-manifest, ctypes and the cpu backend's ctypes side (``backends.llvm.target.load_library`` and
+manifest, ctypes and the cpu backend's ctypes side (``tilec.backends.llvm.target.load_library`` and
 ``runtime.NativeKernel``, which runs the launches on the backend's thread pool).
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from backends.llvm.target import load_library as load_native
+from tilec.backends.llvm.target import load_library as load_native
 from tilec.runtime.args import torch_dtype
 
 from .config import ModelArgs
@@ -58,8 +58,8 @@ def _shape_entry(e: Any) -> Any:
 
 def _kernel_entry(spec: KernelSpec, options: dict) -> tuple[dict, bytes]:
     """Compile one spec: (its manifest entry, its object file)."""
-    from backends.llvm.cache import ir_text
-    from backends.llvm.target import compile_object
+    from tilec.backends.llvm.cache import ir_text
+    from tilec.backends.llvm.target import compile_object
     from tilec.runtime.kernel import run_tile_passes, verify
     func = spec.build().func
     verify(func)
@@ -80,7 +80,7 @@ def build_library(args: ModelArgs, target: str, out_dir: str, config_name: str =
     ``progress(name)`` is called after each kernel is compiled. Returns the manifest.
     """
     import tilec
-    from backends.llvm.aot import link_shared
+    from tilec.backends.llvm.aot import link_shared
     from tilec.runtime.artifacts import staged_output_dir
     if target not in ("cpu", "auto"):
         raise LibraryError(f"model libraries are built for the cpu target (a shared library); got '{target}'")

@@ -1,4 +1,4 @@
-"""The ``cuda`` target plugin (entry point ``tilec.targets``: ``backends.cuda.target:CudaTarget``).
+"""The ``cuda`` target plugin (entry point ``tilec.targets``: ``tilec.backends.cuda.target:CudaTarget``).
 
 ``build(func, options)`` generates CUDA C++ (codegen.py), compiles it with nvcc into a cached shared
 library (build.py) and returns a ``CudaExecutable`` (launcher.py) that runs on torch CUDA tensors.

@@ -1,5 +1,5 @@
 // tilec AscendC emulation: keyword macros, enums and numeric types (half, bfloat16_t).
-// Part of kernel_operator.h; see backends/ascend/include/kernel_operator.h for the overview.
+// Part of kernel_operator.h; see tilec/backends/ascend/include/kernel_operator.h for the overview.
 #pragma once
 #include <cstdint>
 #include <cstring>
