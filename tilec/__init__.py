@@ -11,10 +11,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
-
-from .errors import InternalError, TilecError  # noqa: E402
-from .runtime import JITKernel, compile, jit  # noqa: E402,A004
+from .errors import InternalError, TilecError
+from .runtime import JITKernel, compile, jit  # noqa: A004
+from .version import __version__
 
 __all__ = ["__version__", "compile", "jit", "JITKernel", "language", "TilecError", "InternalError"]
 

@@ -17,7 +17,7 @@ from importlib import metadata
 from typing import Any, Callable, Optional, Protocol
 
 from .errors import TilecError
-from .ir.nodes import Func
+from .ir.nodes import Func, Module
 
 
 class Executable(Protocol):
@@ -83,3 +83,19 @@ def get(name: str) -> Target:
             raise TilecError(f"unknown target '{name}' (known: {', '.join(names())})")
         _registry.instances[name] = _registry.factories[name]()
     return _registry.instances[name]
+
+
+def as_func(kernel: Any) -> Func:
+    """The ``Func`` behind a ``T.prim_func`` result, a ``Func``, or a one-kernel ``Module``."""
+    if isinstance(kernel, Func):
+        return kernel
+    inner = getattr(kernel, "func", None)
+    if isinstance(inner, Func):
+        return inner
+    if isinstance(kernel, Module):
+        if len(kernel.funcs) == 1:
+            return kernel.funcs[0]
+        names = ", ".join(f.name for f in kernel.funcs)
+        raise TilecError(f"the module holds {len(kernel.funcs)} kernels ({names}); compile one of them")
+    raise TilecError(f"tilec.compile expects a @T.prim_func kernel, got {type(kernel).__name__}"
+                     + (" (a kernel factory? call it with its sizes first)" if callable(kernel) else ""))

@@ -13,6 +13,7 @@ from typing import Any, Callable, Optional
 
 from ..errors import TilecError
 from ..ir.nodes import Func
+from . import tileops  # noqa: F401  (registers the tile-op, allocation and hint handlers in calls)
 from .builder import build
 
 

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 from ..errors import InternalError, TilecError
 from ..ir import dtypes
 from ..ir.nodes import BinOp, Buffer, Const, Expr, Fill, Func, Launch, Let, Loc, Stmt, Store, UnaryOp, Var
-from ..language.surface import DTypeName, Macro, TensorSpec
+from .surface import DTypeName, Macro, TensorSpec
 from . import exprs, regions
 from .evaluator import ExprEvaluator
 from .source import PyScope, Source, parse_function

@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional
 
 from ..errors import TilecError
 from ..ir import dtypes
-from ..ir.nodes import Call, Const, Expr, Loc, Reinterpret, Select
+from ..ir.nodes import Const, Expr, Loc, Reinterpret, Select
 from . import exprs
 
 Handler = Callable[..., Any]
@@ -77,8 +77,7 @@ def call_outside_kernel(name: str, args: tuple, kwargs: dict, loc: Optional[Loc]
     (``-T.infinity(dtype)``); inside a kernel it is then a literal like any other. A symbolic result
     (``T.ceildiv(M, 64)`` with ``M = T.dynamic("M")``) comes back as a ``SymInt``.
     """
-    from ..language.symbolic import wrap
-    return wrap(dispatch(None, name, args, kwargs, loc))
+    return exprs.wrap(dispatch(None, name, args, kwargs, loc))
 
 
 # --- launch and loops --------------------------------------------------------------------------------
@@ -189,34 +188,10 @@ def _grid(ctx: Any, loc: Optional[Loc], *extents: Any) -> LoopSpec:
 
 # --- expressions -------------------------------------------------------------------------------------
 
-_PY_MATH = {
-    "exp": math.exp, "exp2": lambda x: 2.0 ** x, "log": math.log, "log2": math.log2, "sqrt": math.sqrt,
-    "rsqrt": lambda x: 1.0 / math.sqrt(x), "tanh": math.tanh, "sigmoid": lambda x: 1.0 / (1.0 + math.exp(-x)),
-    "sin": math.sin, "cos": math.cos, "floor": math.floor, "ceil": math.ceil, "round": round,
-    "trunc": math.trunc, "pow": math.pow, "isnan": math.isnan, "isinf": math.isinf, "abs": abs,
-}
-
-
-def intrinsic(name: str, args: tuple, loc: Optional[Loc]) -> Any:
-    """An intrinsic call; on Python numbers it is computed now."""
-    if all(exprs.is_py(a) for a in args):
-        try:
-            return _PY_MATH[name](*(exprs.normalize_py(a) for a in args))
-        except (ValueError, OverflowError, ZeroDivisionError) as e:
-            raise TilecError(f"T.{name}{tuple(args)}: {e}", loc) from None
-    if len(args) == 2:
-        a, b = exprs.unify(args[0], args[1], loc)
-        items = [a, b]
-    else:
-        items = [exprs.as_expr(args[0], loc)]
-    # An integer argument of a float function is left for the verifier to report (no silent cast).
-    return Call(name, tuple(items), loc)
-
-
 def _unary(name: str) -> None:
     @builtin(name)
     def handler(ctx: Any, loc: Optional[Loc], x: Any) -> Any:
-        return intrinsic(name, (x,), loc)
+        return exprs.intrinsic(name, (x,), loc)
 
 
 for _n in ("abs", "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "tanh", "sigmoid", "sin", "cos", "floor",
@@ -226,7 +201,7 @@ for _n in ("abs", "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "tanh", "sigmoi
 
 @builtin("pow")
 def _pow(ctx: Any, loc: Optional[Loc], x: Any, y: Any) -> Any:
-    return intrinsic("pow", (x, y), loc)
+    return exprs.intrinsic("pow", (x, y), loc)
 
 
 @builtin("max")
@@ -347,4 +322,3 @@ def _if_then_else(ctx: Any, loc: Optional[Loc], cond: Any, a: Any, b: Any) -> An
     return Select(c, ea, eb, loc)
 
 
-from . import tileops  # noqa: E402,F401  (registers the tile-op, allocation and hint handlers)

@@ -16,8 +16,8 @@ from typing import Any, Optional
 
 from ..errors import TilecError
 from ..ir.nodes import Buffer, Const, Expr, Load, Loc, Var
-from ..language.surface import Builtin, DTypeName, Macro
-from ..language.symbolic import SymInt
+from .exprs import SymInt
+from .surface import Builtin, DTypeName, Macro
 from . import calls, exprs
 from .regions import Access, SliceItem, make_index
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 import ast
 import builtins
 import inspect
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from ..errors import TilecError
+from ..ir import nodes
 from ..ir.nodes import Loc
 
 
@@ -111,3 +113,19 @@ class PyScope:
 
     def has(self, value: Any) -> bool:
         return value is not self._MISSING
+
+
+def caller_loc(depth: int = 2) -> Optional[nodes.Loc]:
+    """The location of the Python code that called into the language surface (for Python-level errors)."""
+    try:
+        frame = sys._getframe(depth)
+    except ValueError:  # pragma: no cover - a shallow stack
+        return None
+    line, col = frame.f_lineno, 1
+    try:  # the column of the instruction being run (Python 3.11+): the caret lands on the expression
+        pos = list(frame.f_code.co_positions())[frame.f_lasti // 2]
+        if pos[0] == line and pos[2] is not None:
+            col = pos[2] + 1
+    except (AttributeError, IndexError):  # pragma: no cover - older Pythons
+        pass
+    return nodes.Loc(frame.f_code.co_filename, line, col)

@@ -13,7 +13,7 @@ from ..errors import TilecError
 from ..ir import dtypes
 from ..ir.nodes import (Alloc, Atomic, Buffer, Const, Copy, Cumsum, Expr, Fill, Gemm, Hint, Loc, Reduce,
                         Region, Store)
-from ..language.surface import LayoutMarker
+from .surface import LayoutMarker
 from . import exprs, regions
 from .calls import arg_loc, builtin
 

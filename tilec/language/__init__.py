@@ -12,9 +12,9 @@ from typing import Any, Callable, Optional
 from ..errors import TilecError as _TilecError
 from ..ir import dtypes as _dtypes
 from ..ir import nodes as _nodes
-from .surface import (Builtin, DTypeName, GemmWarpPolicy, Layout, LayoutMarker, Macro,  # noqa: F401
-                      TensorSpec, TensorType)
-from .symbolic import SymInt  # noqa: F401
+from ..frontend.exprs import SymInt  # noqa: F401
+from ..frontend.surface import (Builtin, DTypeName, GemmWarpPolicy, Layout, LayoutMarker, Macro,  # noqa: F401
+                               TensorSpec, TensorType)
 
 # --- kernels -----------------------------------------------------------------------------------------
 
@@ -50,7 +50,7 @@ def dynamic(name: str, dtype: str = "int32") -> SymInt:
     dimensions are int32 (the index type) whatever ``dtype`` says.
     """
     if not isinstance(name, str) or not name.isidentifier():
-        from .surface import caller_loc
+        from ..frontend.source import caller_loc
         raise _TilecError(f"T.dynamic: the name must be an identifier, got {name!r}", caller_loc())
     return SymInt(_nodes.Var(name, _dtypes.INDEX))
 

@@ -26,6 +26,8 @@ from typing import Any, Callable, Iterable, Optional, TextIO
 
 from ..errors import InternalError, TilecError
 from ..ir import nodes
+from ..ir.printer import print_func
+from ..ir.verifier import verify
 
 # How many pipelines this process has run: lets the CLI tell a user that a target ran none (so
 # --print-after-all had nothing to print) instead of printing nothing silently.
@@ -64,13 +66,7 @@ def _print_targets(options: dict[str, Any]) -> set[str]:
 
 
 def ir_text(func: nodes.Func) -> str:
-    """The printed IR of ``func`` (imported lazily: the printer is optional while the tree grows)."""
-    try:
-        from ..ir.printer import print_func
-    except ModuleNotFoundError as e:
-        if e.name != "tilec.ir.printer":
-            raise
-        return repr(func)
+    """The printed IR of ``func``."""
     return print_func(func)
 
 
@@ -90,11 +86,6 @@ def write_repro(func: nodes.Func, pass_name: str) -> str:
         return ""
 
 
-def _verify(func: nodes.Func) -> None:
-    from ..runtime.kernel import verify
-    verify(func)
-
-
 def _run_one(p: Pass, func: nodes.Func, verify_each: bool) -> nodes.Func:
     try:
         out = p.fn(func)
@@ -108,7 +99,7 @@ def _run_one(p: Pass, func: nodes.Func, verify_each: bool) -> nodes.Func:
         raise InternalError(f"the pass returned {type(out).__name__}, not a Func", p.name, repro)
     if verify_each:
         try:
-            _verify(out)
+            verify(out)
         except TilecError as e:
             repro = write_repro(func, p.name)
             raise InternalError(f"the pass produced invalid IR:\n{e.render()}", p.name, repro) from e

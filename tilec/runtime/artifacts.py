@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from typing import Any, Iterator
 
-from .. import __version__
+from ..version import __version__
 from ..errors import TilecError
 from ..ir import nodes
 from . import args as argmod

@@ -17,8 +17,10 @@ import os
 from typing import Any, Optional, Sequence
 
 from .. import targets as target_registry
+from ..targets import as_func
 from ..errors import TilecError
 from ..ir import nodes
+from ..ir.verifier import verify
 from . import args as argmod
 
 
@@ -84,33 +86,6 @@ def run_tile_passes(func: nodes.Func, options: dict[str, Any], target_name: str 
                              f"pipeline has: {', '.join(p.name for p in passes)}")
         return run_checked(func, passes, dict(options, print_after_lenient=True))
     return manager.run_pipeline(func, passes, options)
-
-
-def as_func(kernel: Any) -> nodes.Func:
-    """The ``Func`` behind a ``T.prim_func`` result, a ``Func``, or a one-kernel ``Module``."""
-    if isinstance(kernel, nodes.Func):
-        return kernel
-    inner = getattr(kernel, "func", None)
-    if isinstance(inner, nodes.Func):
-        return inner
-    if isinstance(kernel, nodes.Module):
-        if len(kernel.funcs) == 1:
-            return kernel.funcs[0]
-        names = ", ".join(f.name for f in kernel.funcs)
-        raise TilecError(f"the module holds {len(kernel.funcs)} kernels ({names}); compile one of them")
-    raise TilecError(f"tilec.compile expects a @T.prim_func kernel, got {type(kernel).__name__}"
-                     + (" (a kernel factory? call it with its sizes first)" if callable(kernel) else ""))
-
-
-def verify(func: nodes.Func) -> None:
-    """Run the IR verifier (imported lazily: the frontend and verifier are optional at import time)."""
-    try:
-        from ..ir.verifier import verify as _verify
-    except ModuleNotFoundError as e:
-        if e.name == "tilec.ir.verifier":
-            return  # no verifier in this tree yet; the targets still check what they lower
-        raise
-    _verify(func)
 
 
 def _usable(name: str) -> bool:

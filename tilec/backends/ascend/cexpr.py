@@ -7,7 +7,7 @@ buffer) or by an explicit Cast, with the same rounding rules as ``tilec.numerics
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Optional
 
 from tilec.errors import TilecError
 from tilec.ir import dtypes, nodes as N
@@ -27,6 +27,14 @@ CPP_RESERVED = {
     "typedef", "union", "unsigned", "void", "volatile", "while", "half", "pipe", "tiling", "workspace", "main",
     "Init", "Process", "exp", "max", "min", "abs", "log", "sqrt", "signed", "int8_t", "int32_t", "float8", "blk",
 }
+
+
+# The float types the Vector unit computes on directly (others go through the Scalar unit or a cast).
+VEC_FLOAT = ("float32", "float16", "bfloat16")
+
+
+def is_const(e: N.Expr, v: Optional[int] = None) -> bool:
+    return isinstance(e, N.Const) and (v is None or e.value == v)
 
 
 def ctype(dtype: str) -> str:

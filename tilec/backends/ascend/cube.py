@@ -16,7 +16,7 @@ from tilec.errors import TilecError
 from tilec.ir import dtypes, nodes as N
 
 from .cexpr import CTYPE, cname, to_compute, to_storage
-from .lower import is_const
+from .cexpr import is_const
 
 L0AB, L0C, L1 = 64 * 1024, 128 * 1024, 512 * 1024 - 256
 FLUSH = 255   # request number: Fixpipe the resident accumulator to the workspace

@@ -13,15 +13,11 @@ from typing import Optional
 from tilec.errors import TilecError
 from tilec.ir import dtypes, nodes as N
 
-from .cexpr import ExprPrinter, cname, to_storage
+from .cexpr import ExprPrinter, cname, is_const, to_storage
 from .plan import LaunchPlan, align32
+from .vecmap import try_vectorize
 
-VEC_FLOAT = ("float32", "float16", "bfloat16")
 DUP_TYPES = ("float32", "float16", "int32", "int16", "uint16", "uint32", "bfloat16")
-
-
-def is_const(e: N.Expr, v: Optional[int] = None) -> bool:
-    return isinstance(e, N.Const) and (v is None or e.value == v)
 
 
 class Lowerer:
@@ -143,7 +139,6 @@ class Lowerer:
         self.emit("}")
 
     def _For(self, s: N.For) -> None:
-        from .vecmap import try_vectorize
         if s.kind == "parallel" and try_vectorize(self, s):
             return
         v = cname(s.var.name)

@@ -12,7 +12,8 @@ from tilec.errors import TilecError
 from tilec.ir import dtypes, nodes as N
 
 from .cexpr import COMPUTE, CTYPE, cname, literal, to_compute, to_storage
-from .lower import VEC_FLOAT, Lowerer, is_const
+from .cexpr import VEC_FLOAT, is_const
+from .lower import Lowerer
 
 
 def _nonunit(r: N.Region) -> list[int]:

@@ -61,7 +61,7 @@ class AscendTarget:
         return True, ""
 
     def build(self, func: Func, options: dict[str, Any]) -> AscendExecutable:
-        from tilec.runtime.kernel import as_func
+        from tilec.targets import as_func
         func = as_func(func)  # a @T.prim_func result works too
         source = generate(func)
         flags = tuple(options.get("ascend_cxxflags", ())) if options else ()

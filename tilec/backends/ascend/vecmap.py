@@ -14,8 +14,7 @@ import math
 
 from tilec.ir import dtypes, nodes as N
 
-from .cexpr import CTYPE, cname, literal
-from .lower import VEC_FLOAT, is_const
+from .cexpr import CTYPE, VEC_FLOAT, cname, is_const, literal
 from .plan import align32
 
 

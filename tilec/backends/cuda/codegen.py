@@ -15,6 +15,7 @@ import jinja2
 
 from tilec.errors import TilecError
 from tilec.ir import nodes as N
+from tilec.version import __version__
 
 from .cexpr import ExprEmitter, cname, ctype
 from .emit import KernelEmitter
@@ -112,8 +113,4 @@ def generate(func: N.Func, arch: str, options: dict[str, Any] | None = None) -> 
 
 
 def _version() -> Any:
-    try:
-        import tilec
-        return getattr(tilec, "__version__", "dev")
-    except Exception:  # pragma: no cover - tilec is importable whenever this module is
-        return "dev"
+    return __version__

@@ -16,8 +16,7 @@ from tilec.ir import dtypes
 from tilec.ir import nodes as N
 
 from .cexpr import cname, compute_ctype, convert, from_compute, to_compute
-from .infer import mma_dtypes
-from .layout import MmaLayout, gemm_dims, static_int, static_shape, walk
+from .layout import MmaLayout, gemm_dims, mma_dtypes, static_int, static_shape, walk
 
 
 def _operand_ok(em, r: N.Region) -> bool:

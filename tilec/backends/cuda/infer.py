@@ -12,9 +12,10 @@ from typing import Optional
 
 from tilec.ir import nodes as N
 
-from .layout import (LANE_REG_BUDGET, LaneLayout, Layout, MmaLayout, choose_grid, expr_loads, gemm_dims,
+from .layout import (LANE_REG_BUDGET, LaneLayout, Layout, MmaLayout, choose_grid, expr_loads, gemm_dims, mma_dtypes,
                      is_rows, is_tile, is_whole, parallel_nest, shape_of, squeezed, static_int,
                      static_shape, stmt_exprs, walk)
+from .wgmma import layout_for
 
 
 @dataclass(frozen=True)
@@ -25,11 +26,6 @@ class Binding:
 
 
 STRIDED = Binding("strided", None, ())
-
-
-def mma_dtypes(g: N.Gemm) -> bool:
-    a, b, c = g.a.buffer.dtype, g.b.buffer.dtype, g.c.buffer.dtype
-    return a == b and a in ("float16", "bfloat16") and c == "float32"
 
 
 def _indexed_by(indices: tuple[N.Expr, ...], names: tuple[str, ...]) -> bool:
@@ -95,7 +91,6 @@ def infer_layouts(launch: N.Launch, wgmma: bool = False) -> dict[str, Layout]:
 
 
 def _seed_wgmma(launch: N.Launch, layouts: dict[str, Layout]) -> None:
-    from .wgmma import layout_for
     gemms = [s for s in walk(launch.body) if isinstance(s, N.Gemm)]
     if any(g.a.buffer.scope == "fragment" for g in gemms):
         return  # P @ V from registers needs mma.sync layouts for the whole chain (FlashAttention)

@@ -162,6 +162,12 @@ def squeezed(r: N.Region) -> Optional[tuple[int, ...]]:
     return None if ext is None else tuple(e for e in ext if e != 1)
 
 
+def mma_dtypes(g: N.Gemm) -> bool:
+    """Whether ``g``'s operand and accumulator types fit the tensor-core paths (mma.sync and wgmma)."""
+    a, b, c = g.a.buffer.dtype, g.b.buffer.dtype, g.c.buffer.dtype
+    return a == b and a in ("float16", "bfloat16") and c == "float32"
+
+
 def gemm_dims(g: N.Gemm) -> Optional[tuple[int, int, int]]:
     """(M, N, K) of a gemm from its regions' last two dims, or None when not static."""
     ea, ec = region_extents(g.a), region_extents(g.c)

@@ -37,7 +37,7 @@ class CudaTarget:
         return True, ""
 
     def build(self, func: Func, options: dict[str, Any]) -> CudaExecutable:
-        from tilec.runtime.kernel import as_func
+        from tilec.targets import as_func
         func = as_func(func)  # a @T.prim_func result works too
         options = dict(options or {})
         configs = options.get("pass_configs") or {}

@@ -21,8 +21,7 @@ from typing import Optional
 from tilec.ir import nodes as N
 
 from .cexpr import cname
-from .infer import mma_dtypes
-from .layout import MmaLayout, gemm_dims, is_whole, static_shape
+from .layout import MmaLayout, gemm_dims, is_whole, mma_dtypes, static_shape
 
 MAX_N = 256
 

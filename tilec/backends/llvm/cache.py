@@ -53,13 +53,13 @@ def host_id() -> str:
 
 
 def make_key(func, target: str, options: dict[str, Any]) -> str:
-    import tilec
+    from tilec.version import __version__
 
     from . import gemm_forward
     codegen = CODEGEN_VERSION + ("" if gemm_forward.ENABLED else "-noforward")  # benchmarks compare both
     h = hashlib.sha256()
     for part in (ir_text(func), target, json.dumps(options, sort_keys=True, default=repr),
-                 getattr(tilec, "__version__", "0"), codegen, host_id()):
+                 __version__, codegen, host_id()):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()[:40]

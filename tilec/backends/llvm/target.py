@@ -159,7 +159,7 @@ class CpuTarget:
         return True, ""
 
     def build(self, func: n.Func, options: Optional[dict[str, Any]] = None) -> CpuExecutable:
-        from tilec.runtime.kernel import as_func
+        from tilec.targets import as_func
         func = as_func(func)  # a @T.prim_func result works too
         import os
         options = dict(options or {})

@@ -1,35 +1,23 @@
 """The objects behind the ``T.*`` names: builtins, dtype names, tensor annotations, macros.
 
+``tilec.language`` (``T``) exports them; they live here, below it, because the frontend recognises them.
+
 Kernels are never executed as Python: the frontend reads their source and, when an expression names
 one of these objects, dispatches on it (``Builtin.name`` selects a handler in
 ``tilec.frontend.calls``). Outside a kernel the pure builtins (``T.ceildiv``, ``T.max``, ...) still work
-on Python numbers and on symbolic sizes (``symbolic.SymInt``), so kernel factories can use them to
+on Python numbers and on symbolic sizes (``exprs.SymInt``), so kernel factories can use them to
 compute sizes; the others raise a ``TilecError`` at the caller's line.
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from ..errors import TilecError
 from ..ir import nodes
-
-
-def caller_loc(depth: int = 2) -> Optional[nodes.Loc]:
-    """The location of the Python code that called into the language surface (for Python-level errors)."""
-    try:
-        frame = sys._getframe(depth)
-    except ValueError:  # pragma: no cover - a shallow stack
-        return None
-    line, col = frame.f_lineno, 1
-    try:  # the column of the instruction being run (Python 3.11+): the caret lands on the expression
-        pos = list(frame.f_code.co_positions())[frame.f_lasti // 2]
-        if pos[0] == line and pos[2] is not None:
-            col = pos[2] + 1
-    except (AttributeError, IndexError):  # pragma: no cover - older Pythons
-        pass
-    return nodes.Loc(frame.f_code.co_filename, line, col)
+from . import calls
+from .exprs import SymInt, cast
+from .source import caller_loc
 
 
 class Builtin:
@@ -45,7 +33,6 @@ class Builtin:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # Pure builtins evaluate on Python values (and build IR on symbolic ones) outside kernels too.
-        from ..frontend import calls
         return calls.call_outside_kernel(self.name, args, kwargs, caller_loc())
 
 
@@ -53,9 +40,7 @@ class DTypeName(str):
     """A dtype spelled as ``T.float16``: a string usable wherever a dtype is, and a cast when called."""
 
     def __call__(self, value: Any = 0) -> Any:
-        from ..frontend import exprs
-        from .symbolic import SymInt
-        result = exprs.cast(str(self), value, caller_loc())
+        result = cast(str(self), value, caller_loc())
         return SymInt(result) if isinstance(value, SymInt) and not isinstance(result, nodes.Const) else result
 
 
