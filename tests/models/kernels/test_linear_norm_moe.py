@@ -21,7 +21,7 @@ import lnm_helpers as H  # noqa: E402
 from tilec.models.deepseek_v32 import ref_ops  # noqa: E402
 from tilec.models.deepseek_v32.kernels import hadamard, moe, norms, quant, rope  # noqa: E402
 
-TARGETS = ["interp", "cpu", "ascend"]
+TARGETS = ["interp", "cpu", "ascend", "cuda-emu"]
 BF16 = torch.bfloat16
 
 
