@@ -45,7 +45,7 @@ def indexer_case(name: str, target: str):
     ref = ref_ops.fp8_index(q, w, k, ks)
     if off is not None:
         ref = ref + causal_mask(m, n, off)
-    mma = "bfloat16" if target == "ascend" else None
+    mma = "bfloat16" if target in ("ascend", "cuda-emu") else None  # cuda-emu: the mma.sync path
     out = run_kernel(indexer.fp8_index_kernel, (h, d, off, None, 128, "float8_e4m3", mma), [4],
                      target, q, w, k, ks)
     return out, ref
