@@ -120,7 +120,7 @@ def helper(n: int, kind: str, trans_b: int) -> tuple[str, str]:
     return name, src
 
 
-_HELPER_NAME = re.compile(r"wgmma_m64n(?P<n>\\d+)k16_(?P<kind>f16|bf16)_tb(?P<tb>[01])")
+_HELPER_NAME = re.compile(r"wgmma_m64n(?P<n>\d+)k16_(?P<kind>f16|bf16)_tb(?P<tb>[01])")
 
 
 def emu_helper(name: str) -> str:
