@@ -25,7 +25,11 @@ from tilec.models.deepseek_v32 import ref_ops  # noqa: E402
 from tilec.models.deepseek_v32.config import CONFIG_TINY  # noqa: E402
 from tilec.models.deepseek_v32.kernels import indexer, mla_decode, sparse_mla, topk  # noqa: E402
 
-TARGETS = ["interp", "cpu", "ascend", "cuda-emu"]
+from tilec import targets  # noqa: E402
+
+_EMU = targets.get("cuda-emu").available()  # needs isa.h (branch isa)
+TARGETS = ["interp", "cpu", "ascend",
+           pytest.param("cuda-emu", marks=pytest.mark.skipif(not _EMU[0], reason=_EMU[1]))]
 TINY_SCALE = CONFIG_TINY.softmax_scale
 D_QK, D_V = CONFIG_TINY.kv_lora_rank + CONFIG_TINY.qk_rope_head_dim, CONFIG_TINY.kv_lora_rank  # 144, 128
 

@@ -5,7 +5,10 @@
 the emulation headers in ``include/tilec_emu`` and returns the path of the shared library; ``load(text,
 arch, ...)`` also wraps it in an ``EmuLibrary`` whose ``call(entry, arrays, dims)`` runs the launcher.
 Outputs are cached under ``$TILEC_CACHE_DIR/cuda-emu`` by a hash of the source, every emulation header,
-the flags and the compiler version (tilec/runtime/cache.py writes entries atomically).
+the flags and the compiler version (tilec/runtime/cache.py writes entries atomically). Every
+``include/tilec_emu/*.cpp`` is compiled into each library; the target's ``racecheck`` option adds
+``-DTILEC_EMU_RACECHECK=1``. From a fiber, ``tilec_emu::fail(fmt, ...)`` (runtime.h) stops the block with
+a message that ``call`` raises as a ``TilecError``.
 """
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from tilec.errors import TilecError
 from tilec.ir.nodes import Func
 
 from ..codegen import CudaSource, generate
-from .build import EmuLibrary, load
+from .build import INCLUDE_DIR, EmuLibrary, load
 
 DEFAULT_ARCH = "sm_80"
 
@@ -75,6 +75,8 @@ class CudaEmuTarget:
     def available(self) -> tuple[bool, str]:
         if shutil.which("g++") is None:
             return False, "g++ not found (the CUDA emulator compiles the generated CUDA with g++)"
+        if not (INCLUDE_DIR / "tilec_emu" / "isa.h").exists():
+            return False, "the emulator's instruction semantics (tilec_emu/isa.h) are not installed"
         return True, ""
 
     def options(self, options: Optional[dict[str, Any]]) -> dict[str, Any]:
