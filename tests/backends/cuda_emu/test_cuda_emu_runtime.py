@@ -121,3 +121,13 @@ def test_compile_through_the_public_api():
     assert np.abs(y - e / e.sum(1, keepdims=True)).max() < 1e-6
     with pytest.raises(TilecError, match="wgmma needs arch sm_90a"):
         CudaEmuTarget().build(mod.KERNEL(**mod.RAGGED).func, {"wgmma": True})
+
+
+def test_cli_run_and_compile(tmp_path, capsys):
+    import pathlib
+    from tilec import cli
+    example = str(pathlib.Path(__file__).resolve().parents[3] / "examples" / "softmax.py")
+    assert cli.main(["run", example, "--target", "cuda-emu"]) in (0, None)
+    assert cli.main(["compile", example, "--target", "cuda-emu", "-o", str(tmp_path / "o")]) in (0, None)
+    assert {p.name for p in (tmp_path / "o").iterdir()} == {"main.tir", "main.cu", "main.so", "manifest.json"}
+    assert "tilec_emu::launch" in (tmp_path / "o" / "main.cu").read_text()

@@ -31,8 +31,8 @@ class CudaEmuExecutable:
         self.src = src
         self.source = src.text
         self.arch = arch
-        self.binary: Optional[bytes] = None
         self.lib = lib
+        self.binary: Optional[bytes] = lib.path.read_bytes()  # the shared library (tilec compile -o)
 
     def get_kernel_source(self) -> str:
         return self.source
@@ -71,6 +71,7 @@ class CudaEmuTarget:
     name = "cuda-emu"
     description = "the CUDA target's C++ run on the CPU: fibers per thread, exact ldmatrix/mma/cp.async (g++)"
     array_kind = "numpy"
+    source_suffix = ".cu"
 
     def available(self) -> tuple[bool, str]:
         if shutil.which("g++") is None:
