@@ -26,7 +26,7 @@ from tilec.errors import InternalError, TilecError
 from tilec.runtime import cache as runtime_cache
 
 INCLUDE_DIR = Path(__file__).resolve().parent / "include"
-BASE_FLAGS = ("-O1", "-std=c++17", "-fPIC", "-shared", "-pthread", "-fno-strict-aliasing", "-w",
+BASE_FLAGS = ("-O1", "-std=c++17", "-fPIC", "-shared", "-pthread", "-fno-strict-aliasing", "-fno-gnu-unique", "-w",
               "-x", "c++")
 ARCHES = {"sm_80": 800, "sm_86": 860, "sm_89": 890, "sm_90": 900, "sm_90a": 900}
 

@@ -14,6 +14,8 @@
 #include "tilec_emu/isa.h"
 #include "tilec_emu/runtime.h"
 
+#pragma GCC visibility push(hidden)
+
 #define __global__
 #define __device__
 #define __host__
@@ -253,3 +255,5 @@ inline void launch(const char* name, void (*kernel)(P...), dim3 grid, int thread
   run_grid(name, grid, threads, smem_bytes, body, &ctx);
 }
 }  // namespace tilec_emu
+
+#pragma GCC visibility pop

@@ -5,6 +5,8 @@
 #pragma once
 #include "tilec_emu/cuda.h"
 
+#pragma GCC visibility push(hidden)
+
 namespace tilec_emu {
 
 // Shared-memory accesses of a collective: errors (misaligned, outside the window) stop the block.
@@ -157,3 +159,5 @@ template <int N>
 __device__ __forceinline__ void cp_async_wait() { ::tilec_emu::cp_async_wait(N); }
 
 }  // namespace tilec
+
+#pragma GCC visibility pop

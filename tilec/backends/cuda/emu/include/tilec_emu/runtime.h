@@ -18,6 +18,10 @@
 #include <ucontext.h>
 #endif
 
+// Every emulator symbol is private to its library (several kernels' libraries live in one process, built
+// with different flags): hidden visibility, and -fno-gnu-unique in build.py.
+#pragma GCC visibility push(hidden)
+
 struct dim3 {
   unsigned x, y, z;
   constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
@@ -407,3 +411,5 @@ inline int run_grid(const char* kernel, dim3 grid, int threads, unsigned smem_by
 }
 
 }  // namespace tilec_emu
+
+#pragma GCC visibility pop
