@@ -30,7 +30,8 @@ demo: venv
 bench: venv
 	@if [ -f benchmarks/cpu.py ]; then $(PY) benchmarks/cpu.py $(BENCH_ARGS); else echo "no benchmarks/cpu.py"; fi
 
-# `make fuzz N=2000 SEED=0 JOBS=2`: random tile programs on the pass pipeline and every target here (cuda
+# `make fuzz N=2000 SEED=0 JOBS=2`: random tile programs on the pass pipeline and every target here (cuda-emu
+# executes the CUDA code on the CPU; cuda
 # compiled only without a GPU), as generated and after the passes, checked against the interpreter;
 # FUZZ_ARGS passes more options (`--save`, `--time-limit S`, `--progress K`, `--targets cpu`).
 fuzz: venv

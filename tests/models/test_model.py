@@ -270,6 +270,21 @@ def test_layers_on_ascend():
     assert out_err < 1e-2 and res_err < 1e-2, (out_err, res_err)
 
 
+@pytest.mark.slow
+def test_layer0_on_cuda_emu():
+    """Layer 0 (MLA + indexer + dense MLP), prefill then one decode step, on the cuda-emu target: the
+    CUDA target's kernels executed on the CPU by tilec's CUDA emulator, against the reference."""
+    from tilec import targets
+    ok, why = targets.get("cuda-emu").available()
+    if not ok:
+        pytest.skip(f"cuda-emu unavailable: {why}")
+    args = get_config("tiny")
+    ref = init_random_weights(Transformer(args), 2)
+    model = from_reference(ref, JitKernels("cuda-emu"), target="cuda-emu")
+    out_err, res_err = _layers_on_reference_inputs(model, ref, [0], seqlen=20)
+    assert out_err < 1e-2 and res_err < 1e-2, (out_err, res_err)
+
+
 @pytest.fixture(scope="module")
 def cuda_builds():
     """Build every kernel of ``tiny``, plus the two sparse attention kernels at the 671B shapes (the

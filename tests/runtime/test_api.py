@@ -66,13 +66,15 @@ def test_jit_dynamic_rows_torch_and_numpy(target):
     assert "main" in k.get_kernel_source()
 
 
-@pytest.mark.parametrize("target", ["cpu", "ascend", "cuda"])
+@pytest.mark.parametrize("target", ["cpu", "ascend", "cuda", "cuda-emu"])
 def test_a_targets_build_takes_the_decorated_kernel(target):
     """``Target().build`` (the plugin API the backend docs show) accepts a @T.prim_func result as well as
     its ``Func``, and refuses anything else with a TilecError."""
     from tilec import targets
     tgt = targets.get(target)
     kernel = _scale_kernel()
+    if target == "cuda-emu" and not tgt.available()[0]:
+        pytest.skip(f"cuda-emu: {tgt.available()[1]}")
     if target == "cuda":
         from tilec.backends.cuda.build import nvcc_path
         try:

@@ -25,7 +25,11 @@ from tilec.models.deepseek_v32 import ref_ops  # noqa: E402
 from tilec.models.deepseek_v32.config import CONFIG_TINY  # noqa: E402
 from tilec.models.deepseek_v32.kernels import indexer, mla_decode, sparse_mla, topk  # noqa: E402
 
-TARGETS = ["interp", "cpu", "ascend"]
+from tilec import targets  # noqa: E402
+
+_EMU = targets.get("cuda-emu").available()  # needs isa.h (branch isa)
+TARGETS = ["interp", "cpu", "ascend",
+           pytest.param("cuda-emu", marks=pytest.mark.skipif(not _EMU[0], reason=_EMU[1]))]
 TINY_SCALE = CONFIG_TINY.softmax_scale
 D_QK, D_V = CONFIG_TINY.kv_lora_rank + CONFIG_TINY.qk_rope_head_dim, CONFIG_TINY.kv_lora_rank  # 144, 128
 
@@ -45,7 +49,7 @@ def indexer_case(name: str, target: str):
     ref = ref_ops.fp8_index(q, w, k, ks)
     if off is not None:
         ref = ref + causal_mask(m, n, off)
-    mma = "bfloat16" if target == "ascend" else None
+    mma = "bfloat16" if target in ("ascend", "cuda-emu") else None  # cuda-emu: the mma.sync path
     out = run_kernel(indexer.fp8_index_kernel, (h, d, off, None, 128, "float8_e4m3", mma), [4],
                      target, q, w, k, ks)
     return out, ref

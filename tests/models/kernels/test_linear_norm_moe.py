@@ -21,7 +21,11 @@ import lnm_helpers as H  # noqa: E402
 from tilec.models.deepseek_v32 import ref_ops  # noqa: E402
 from tilec.models.deepseek_v32.kernels import hadamard, moe, norms, quant, rope  # noqa: E402
 
-TARGETS = ["interp", "cpu", "ascend"]
+from tilec import targets  # noqa: E402
+
+_EMU = targets.get("cuda-emu").available()  # needs isa.h (branch isa)
+TARGETS = ["interp", "cpu", "ascend",
+           pytest.param("cuda-emu", marks=pytest.mark.skipif(not _EMU[0], reason=_EMU[1]))]
 BF16 = torch.bfloat16
 
 

@@ -72,8 +72,13 @@ def _no_memory(buffer: N.Buffer, idx: tuple[str, ...]) -> str:
 
 
 def generate(func: N.Func, arch: str, options: dict[str, Any] | None = None) -> CudaSource:
-    """CUDA source for ``func``. Option ``wgmma`` (sm_90a only) puts eligible gemms on wgmma."""
+    """CUDA source for ``func``. Option ``wgmma`` (sm_90a only) puts eligible gemms on wgmma.
+
+    Option ``emu`` renders the emulation flavour (the ``cuda-emu`` target, tilec/backends/cuda/emu): the
+    same kernels, with the emulator's prelude instead of the device helpers and its launch instead of
+    ``<<<>>>``; the wgmma wrappers call the emulated instruction instead of inline PTX."""
     wgmma = bool((options or {}).get("wgmma")) and arch == "sm_90a"
+    emu = bool((options or {}).get("emu"))
     dims = symbolic_dims(func)
     written = written_params(func)
     kparams = []
@@ -104,8 +109,11 @@ def generate(func: N.Func, arch: str, options: dict[str, Any] | None = None) -> 
                             smem_decls=em.smem.decls()))
         infos.append(KernelInfo(em.name, em.threads, em.smem.total))
     entry = f"tilec_launch_{func.name}"
+    if emu:
+        from .wgmma import emu_helper
+        helpers = {k: emu_helper(k) for k in helpers}
     text = _env.get_template("kernel.cu.j2").render(
-        version=_version(), arch=arch, func_name=func.name, func_loc=str(func.loc) if func.loc else "",
+        emu=emu, version=_version(), arch=arch, func_name=func.name, func_loc=str(func.loc) if func.loc else "",
         param_text=", ".join(f"{p.name}: {p.dtype}[{len(p.shape)}d]" for p in func.params),
         kernels=kernels, entry=entry, helpers=[helpers[k] for k in sorted(helpers)], dims=[cname(d) for d in dims],
         params=[dict(name=cname(p.name), ctype=ctype(p.dtype)) for p in func.params])

@@ -16,7 +16,10 @@ into the asynchronous window. Not run on a GPU yet: the GPU benchmark checks it 
 """
 from __future__ import annotations
 
+import re
 from typing import Optional
+
+from tilec.errors import InternalError
 
 from tilec.ir import nodes as N
 
@@ -114,6 +117,20 @@ def helper(n: int, kind: str, trans_b: int) -> tuple[str, str]:
     src = (f"__device__ __forceinline__ void {name}(float* d, unsigned long long da, unsigned long long db) {{\n"
            f"  asm volatile(\n{body}\n      : {cons}\n      : \"l\"(da), \"l\"(db), \"n\"(1));\n}}\n")
     return name, src
+
+
+_HELPER_NAME = re.compile(r"wgmma_m64n(?P<n>\d+)k16_(?P<kind>f16|bf16)_tb(?P<tb>[01])")
+
+
+def emu_helper(name: str) -> str:
+    """The cuda-emu rendering of the wrapper ``name`` (from ``helper``): the same signature, calling the
+    emulated ``wgmma.mma_async`` with the same descriptors (scale-d 1, imm-trans-a 0, imm-trans-b tb)."""
+    m = _HELPER_NAME.fullmatch(name)
+    if m is None:
+        raise InternalError(f"cuda-emu: no emulation of helper '{name}'", "cuda.codegen")
+    kind = "::tilec_emu::isa::AB::" + m.group("kind")
+    return (f"__device__ __forceinline__ void {name}(float* d, unsigned long long da, unsigned long long db) {{\n"
+            f"  ::tilec_emu::wgmma_async({kind}, {m.group('n')}, {m.group('tb')}, d, da, db);\n}}\n")
 
 
 def emit(em, g: N.Gemm) -> None:

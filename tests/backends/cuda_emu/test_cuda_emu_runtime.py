@@ -1,0 +1,133 @@
+"""The cuda-emu runtime: fibers, barriers, deferred cp.async, deadlock reports, the codegen flavour, the target."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import tilec
+from tilec.backends.cuda.codegen import generate
+from tilec.backends.cuda.emu.build import load
+from tilec.errors import TilecError
+
+HEAD = '#include "tilec_emu/ops.h"\n'
+ENTRY = """
+extern "C" int tilec_launch_t(void* const* ptrs, const long long* dims, cudaStream_t stream, char* err, int errlen) {
+  float* out = static_cast<float*>(ptrs[0]);
+  const float* in = static_cast<const float*>(ptrs[1]);
+  tilec_emu::launch("probe_kernel", probe_kernel, dim3(2, 1, 1), 64, 1024, stream, out, in, static_cast<int>(dims[0]));
+  TILEC_CHECK(cudaGetLastError(), "launch of probe_kernel");
+  return 0;
+}
+"""
+CHECK = """#define TILEC_CHECK(call, what) do { const cudaError_t _e = (call); if (_e != cudaSuccess) { \\
+  snprintf(err, errlen, "%s: %s", what, cudaGetErrorString(_e)); return _e; } } while (0)
+"""
+
+
+def run_probe(body: str, mode: int = 0) -> np.ndarray:
+    src = HEAD + CHECK + ("__global__ void probe_kernel(float* out, const float* in, int mode) {\n"
+                          "  extern __shared__ __align__(128) unsigned char smem[];\n"
+                          "  float* s = reinterpret_cast<float*>(smem);\n  const int t = threadIdx.x;\n"
+                          "  (void)s; (void)t; (void)in; (void)mode;\n" + body + "\n}\n" + ENTRY)
+    out = np.full(128, -7.0, np.float32)
+    inp = np.arange(128, dtype=np.float32)
+    load(src).call("tilec_launch_t", [out, inp], [mode])
+    return out
+
+
+def test_barrier_orders_shared_memory_and_missing_one_reads_poison():
+    body = "s[t] = t + 100 * blockIdx.x;\n  if (mode) __syncthreads();\n  out[blockIdx.x * 64 + t] = s[(t + 1) % 64];"
+    good = run_probe(body, 1)
+    assert np.array_equal(good, np.array([(t + 1) % 64 + 100 * b for b in range(2) for t in range(64)], np.float32))
+    bad = run_probe(body, 0)  # thread t runs before t+1 has written: reads the NaN poison
+    assert np.isnan(bad[:63]).all() and not np.isnan(bad[63])
+
+
+def test_cp_async_lands_only_at_its_wait():
+    # Threads 0..15 each copy two 16-byte chunks (two groups) and read their own chunks back; cp.async
+    # completion is per thread, so each one reads only what its own waits landed.
+    body = """
+  const int o = blockIdx.x * 64 + 4 * t;
+  if (t < 16) tilec::cp_async16(&s[4 * t], &in[4 * t], true);
+  tilec::cp_async_commit();
+  if (t < 16) tilec::cp_async16(&s[64 + 4 * t], &in[64 + 4 * t], mode != 2);
+  tilec::cp_async_commit();
+  __syncthreads();  // a barrier completes nothing
+  if (t < 16) out[o] = s[4 * t];
+  tilec::cp_async_wait<1>();
+  if (t < 16) { out[o + 1] = s[4 * t]; out[o + 2] = s[64 + 4 * t]; }
+  tilec::cp_async_wait<0>();
+  if (t < 16) out[o + 3] = s[64 + 4 * t];"""
+    out = run_probe(body, 1)[:64].reshape(16, 4)
+    assert np.isnan(out[:, 0]).all()                                  # before any wait: poison
+    assert np.array_equal(out[:, 1], 4 * np.arange(16))               # wait<1>: the older group landed
+    assert np.isnan(out[:, 2]).all()                                  # the newer one had not
+    assert np.array_equal(out[:, 3], 64 + 4 * np.arange(16))          # after wait<0>
+    assert (run_probe(body, 2)[:64].reshape(16, 4)[:, 3] == 0).all()  # src-size 0: zero fill
+
+
+def test_deadlock_is_an_error_naming_the_kernel():
+    with pytest.raises(TilecError, match=r"probe_kernel.*deadlock.*threads 0\.\.31 wait at __syncthreads.*exited"):
+        run_probe("if (t < 32) __syncthreads();\n  out[t] = 1;")
+
+
+def test_warp_collective_in_divergent_code_is_an_error():
+    with pytest.raises(TilecError, match=r"probe_kernel.*deadlock.*__shfl_xor_sync"):
+        run_probe("float v = t;\n  if (t < 16) v = __shfl_xor_sync(0xffffffffu, v, 1);\n  out[t] = v;")
+
+
+def test_shuffle_and_ballot():
+    out = run_probe("float v = __shfl_xor_sync(0xffffffffu, float(t), 3);\n"
+                    "  unsigned b = __ballot_sync(0xffffffffu, t & 1);\n"
+                    "  out[blockIdx.x * 64 + t] = (t == 5) ? float(b == 0xaaaaaaaau) : v;")
+    want = np.array([t ^ 3 for t in range(64)], np.float32)
+    want[5] = 1.0
+    assert np.array_equal(out[:64], want)
+
+
+def _kernels(text: str) -> list[str]:
+    return re.findall(r"^__global__ .*?^}\n", text, flags=re.S | re.M)
+
+
+def test_same_kernel_bodies_as_the_cuda_target():
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parents[3] / "examples" / "flash_attention.py"
+    spec = importlib.util.spec_from_file_location("emu_fa", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    func = mod.KERNEL(**mod.RAGGED).func
+    for arch, opts in (("sm_80", {}), ("sm_90a", {"wgmma": True})):
+        cuda, emu = generate(func, arch, opts).text, generate(func, arch, {**opts, "emu": True}).text
+        assert _kernels(cuda) and _kernels(cuda) == _kernels(emu)
+        assert "asm" not in emu.split("namespace tilec {", 1)[1] and "<<<" not in emu and "<<<" in cuda
+
+
+def test_compile_through_the_public_api():
+    from tilec.backends.cuda.emu.target import CudaEmuTarget
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parents[3] / "examples" / "softmax.py"
+    spec = importlib.util.spec_from_file_location("emu_softmax", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    kernel = tilec.compile(mod.KERNEL(**mod.RAGGED).func, out_idx=mod.OUT_IDX, target="cuda-emu")
+    x = np.random.default_rng(0).standard_normal((100, 300)).astype(np.float32)
+    y = kernel(x)
+    y = y.numpy() if hasattr(y, "numpy") else y
+    e = np.exp(x - x.max(1, keepdims=True))
+    assert np.abs(y - e / e.sum(1, keepdims=True)).max() < 1e-6
+    with pytest.raises(TilecError, match="wgmma needs arch sm_90a"):
+        CudaEmuTarget().build(mod.KERNEL(**mod.RAGGED).func, {"wgmma": True})
+
+
+def test_cli_run_and_compile(tmp_path, capsys):
+    import pathlib
+    from tilec import cli
+    example = str(pathlib.Path(__file__).resolve().parents[3] / "examples" / "softmax.py")
+    assert cli.main(["run", example, "--target", "cuda-emu"]) in (0, None)
+    assert cli.main(["compile", example, "--target", "cuda-emu", "-o", str(tmp_path / "o")]) in (0, None)
+    assert {p.name for p in (tmp_path / "o").iterdir()} == {"main.tir", "main.cu", "main.so", "manifest.json"}
+    assert "tilec_emu::launch" in (tmp_path / "o" / "main.cu").read_text()
