@@ -158,6 +158,18 @@ class CpuTarget:
             return False, f"llvmlite is not importable: {e}"
         return True, ""
 
+    # Ahead-of-time interface (the model library links many kernels into one shared library through
+    # these, reaching the backend through the target registry only).
+    def compile_object(self, func: n.Func, options: Optional[dict] = None) -> tuple[bytes, dict]:
+        return compile_object(func, options)
+
+    def link_shared(self, objects: list[bytes]) -> bytes:
+        from .aot import link_shared
+        return link_shared(objects)
+
+    def load_library(self, path: Path, meta: dict) -> "NativeKernel":
+        return load_library(path, meta)
+
     def build(self, func: n.Func, options: Optional[dict[str, Any]] = None) -> CpuExecutable:
         from tilec.targets import as_func
         func = as_func(func)  # a @T.prim_func result works too

@@ -5,15 +5,15 @@ arguments, outputs). Token counts, batch and cache lengths are symbolic (``T.dyn
 serves prefill and decode at any batch and length; what stays compile-time is the model's widths.
 
 ``build_library(args, target, out_dir)`` compiles each kernel to an object file (LLVM, the cpu
-target's code generator), links them all into ``libmodel.so`` (``tilec.backends.llvm.aot.link_shared``) and
+target's code generator), links them all into ``libmodel.so`` (the cpu target's ``link_shared``) and
 writes ``manifest.json``: kernel names, factories and arguments, signatures (dtypes, shapes with symbol
 names), launch symbols, the target, the tilec version and sha256 hashes of the library and of every
 kernel's IR. The folder is written whole or not at all (``tilec.runtime.artifacts.staged_output_dir``).
 
 ``load_library(dir)`` opens the library with ctypes and returns ``Library``, whose kernels are callables
 on torch CPU tensors. Loading and calling import neither llvmlite nor the frontend or passes: only the
-manifest, ctypes and the cpu backend's ctypes side (``tilec.backends.llvm.target.load_library`` and
-``runtime.NativeKernel``, which runs the launches on the backend's thread pool).
+manifest, ctypes and the cpu backend's ctypes side (the cpu target's ``load_library``, found through
+``tilec.targets``, and ``runtime.NativeKernel``, which runs the launches on the backend's thread pool).
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from tilec.backends.llvm.target import load_library as load_native
+from tilec import targets as target_registry
 from tilec.runtime.args import torch_dtype
 
 from .config import ModelArgs
@@ -58,14 +58,13 @@ def _shape_entry(e: Any) -> Any:
 
 def _kernel_entry(spec: KernelSpec, options: dict) -> tuple[dict, bytes]:
     """Compile one spec: (its manifest entry, its object file)."""
-    from tilec.backends.llvm.cache import ir_text
-    from tilec.backends.llvm.target import compile_object
+    from tilec.ir.printer import print_func
     from tilec.runtime.kernel import run_tile_passes, verify
     func = spec.build().func
     verify(func)
     func = run_tile_passes(func, options, "cpu")     # what tilec.compile would build for the cpu target
-    obj, meta = compile_object(func, options)
-    ir = ir_text(func)
+    obj, meta = target_registry.get("cpu").compile_object(func, options)
+    ir = print_func(func, locs=False)
     entry = {**spec.to_json(), "kernel": func.name, "ir_sha256": hashlib.sha256(ir.encode()).hexdigest(),
              "params": [{"name": p.name, "dtype": p.dtype, "shape": [_shape_entry(e) for e in p.shape]}
                         for p in func.params],
@@ -80,7 +79,6 @@ def build_library(args: ModelArgs, target: str, out_dir: str, config_name: str =
     ``progress(name)`` is called after each kernel is compiled. Returns the manifest.
     """
     import tilec
-    from tilec.backends.llvm.aot import link_shared
     from tilec.runtime.artifacts import staged_output_dir
     if target not in ("cpu", "auto"):
         raise LibraryError(f"model libraries are built for the cpu target (a shared library); got '{target}'")
@@ -92,7 +90,7 @@ def build_library(args: ModelArgs, target: str, out_dir: str, config_name: str =
             objects.setdefault(kernels[spec.name]["ir_sha256"], obj)
             if progress is not None:
                 progress(spec.name)
-        lib = link_shared(list(objects.values()))
+        lib = target_registry.get("cpu").link_shared(list(objects.values()))
         Path(tmp, LIB_NAME).write_bytes(lib)
         manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "tilec_version": tilec.__version__,
                     "model": "deepseek_v32", "config": config_name, "args": dataclasses.asdict(args),
@@ -120,7 +118,7 @@ class LibKernel:
         self.dtypes = [torch_dtype(p["dtype"]) for p in self.params]
         self.in_dtypes = [self.dtypes[i] for i in self.in_idx]
         self.out_dtypes = [self.dtypes[i] for i in self.out_idx]
-        self.native = load_native(Path(path), entry["meta"])
+        self.native = target_registry.get("cpu").load_library(Path(path), entry["meta"])
         self._layouts: dict[tuple, tuple[list[int], list[list[int]]]] = {}
 
     def __repr__(self) -> str:

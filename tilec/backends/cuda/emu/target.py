@@ -17,6 +17,7 @@ import numpy as np
 
 from tilec.errors import TilecError
 from tilec.ir.nodes import Func
+from tilec.targets import as_func
 
 from ..codegen import CudaSource, generate
 from .build import INCLUDE_DIR, EmuLibrary, load
@@ -91,7 +92,6 @@ class CudaEmuTarget:
 
     def generate(self, func: Func, options: Optional[dict[str, Any]] = None) -> CudaSource:
         """The emulation-flavoured CUDA source for ``func`` (no compilation)."""
-        from tilec.runtime.kernel import as_func
         opts = self.options(options)
         return generate(as_func(func), opts["arch"], {"wgmma": opts["wgmma"], "emu": True})
 
