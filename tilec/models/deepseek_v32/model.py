@@ -46,7 +46,9 @@ class JitKernels:
         hit = self.kernels.get(spec.name)
         if hit is None:
             import tilec
-            hit = self.kernels[spec.name] = tilec.compile(spec.build(), out_idx=list(spec.out_idx),
+
+            from .library import build_spec
+            hit = self.kernels[spec.name] = tilec.compile(build_spec(spec), out_idx=list(spec.out_idx),
                                                           target=self.target)
         return hit
 

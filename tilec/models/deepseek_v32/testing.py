@@ -64,8 +64,8 @@ def deepseek_to_hf(name: str) -> str:
         parts[-1] = "weight_scale_inv"
     if parts[-1] == "bias" and len(parts) >= 2 and parts[-2] == "gate":
         parts[-1] = "e_score_correction_bias"
-    if "indexer" not in parts and len(parts) >= 2:
-        parts[-2] = inverse.get(parts[-2], parts[-2])
+    if "indexer" not in parts and len(parts) >= 2 and (parts[-2] != "head" or len(parts) == 2):
+        parts[-2] = inverse.get(parts[-2], parts[-2])    # (the MTP layer's shared_head.head keeps its name)
     parts = ["self_attn" if p == "attn" else "mlp" if p == "ffn" else p for p in parts]
     out = ".".join(parts)
     return out if out.startswith("lm_head.") else "model." + out
@@ -117,7 +117,7 @@ def random_tensors(args: ModelArgs, seed: int = 0, mtp: bool = True) -> dict[str
     out = {k: _stored_dtype(k, v.detach()) for k, v in model.state_dict().items()}
     if mtp:
         n, gen = args.n_layers, torch.Generator().manual_seed(seed + 1)
-        extra = {"embed_tokens.weight": (args.vocab_size, args.dim), "enorm.weight": (args.dim,),
+        extra = {"embed.weight": (args.vocab_size, args.dim), "enorm.weight": (args.dim,),
                  "hnorm.weight": (args.dim,), "eh_proj.weight": (args.dim, 2 * args.dim),
                  "shared_head.norm.weight": (args.dim,), "shared_head.head.weight": (args.vocab_size, args.dim)}
         for k, shape in extra.items():
