@@ -130,8 +130,8 @@ def write_tokenizer(folder: str, vocab_size: int = 400, corpus: Optional[list[st
     try:
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     except ImportError:
-        from .tokenizer import MODEL_EXTRA
-        raise RuntimeError(f"the checkpoint fixture trains a tokenizer with 'tokenizers': {MODEL_EXTRA}") from None
+        from .tokenizer import MODEL_EXTRA, TokenizerError
+        raise TokenizerError(f"the checkpoint fixture trains a tokenizer with 'tokenizers': {MODEL_EXTRA}") from None
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
