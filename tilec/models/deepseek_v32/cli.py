@@ -1,18 +1,23 @@
 """``tilec model ...``: random weights, the ahead-of-time model library, and generation from it.
 
-- ``tilec model init --config tiny --seed 0 -o tiny.safetensors``: random weights in DeepSeek's names.
-- ``tilec model build --config tiny --target cpu -o build/dsv32-tiny``: every kernel of the
-  configuration compiled into one shared library plus ``manifest.json`` (``library.py``).
-- ``tilec model generate --model build/dsv32-tiny --weights tiny.safetensors --prompt "..."
-  [--max-new-tokens 32] [--temperature 0] [--check]``: loads only the built library (no compiler),
+- ``tilec model init --config tiny --seed 0 -o tiny.safetensors``: random weights in DeepSeek's names;
+  ``-o DIR`` writes a Hugging Face-style checkpoint folder instead (``testing.write_hf_checkpoint``).
+- ``tilec model build --config tiny --target cpu -o build/dsv32-tiny [--max-batch-size N --max-seq-len N]``:
+  every kernel of the configuration compiled into one shared library plus ``manifest.json``
+  (``library.py``). ``--weights FOLDER`` takes the configuration from the folder's config.json.
+- ``tilec model generate --weights FOLDER|INDEX|FILE... [--model DIR] --prompt "..." [--chat [--system S]]
+  [--max-new-tokens 32] [--temperature T --top-p P --top-k K --seed S] [--stop STR] [--check]``:
+  with ``--model`` loads only the built library (no compiler), else compiles the kernels in-process;
   streams the completion, prints tokens/s; ``--check`` runs ``reference.py`` on the same tokens and
   prints the largest logit error of every step.
 
+``--config`` is a built-in name (tiny, tiny-fp8), a Hugging Face config.json or a ModelArgs JSON.
 ``register(subparsers)`` adds the group to the ``tilec`` command (``tilec/cli.py``).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Any
@@ -23,7 +28,10 @@ examples:
   tilec model build --config tiny --target cpu -o build/dsv32-tiny
   tilec model generate --model build/dsv32-tiny --weights tiny.safetensors --prompt "Hello" \\
       --max-new-tokens 32 --temperature 0 --check
+  tilec model build --weights DeepSeek-V3.2-Exp/ --max-batch-size 4 --max-seq-len 4096 -o build/dsv32
+  tilec model generate --model build/dsv32 --weights DeepSeek-V3.2-Exp/ --chat --prompt "Hi" --top-p 0.95
 """
+_CONFIG_HELP = "tiny, tiny-fp8, a config.json (Hugging Face keys) or a ModelArgs JSON"
 
 
 def register(sub: Any) -> None:
@@ -32,65 +40,110 @@ def register(sub: Any) -> None:
                        epilog=_HELP, formatter_class=fmt,
                        description="DeepSeek-V3.2-Exp assembled from tilec kernels.")
     msub = p.add_subparsers(dest="model_command", metavar="SUBCOMMAND", required=True)
-    q = msub.add_parser("init", help="write random weights (safetensors, DeepSeek's names)")
-    q.add_argument("--config", default="tiny", help="tiny, tiny-fp8 (default tiny)")
+    q = msub.add_parser("init", help="write random weights (safetensors, DeepSeek's names; or an HF folder)")
+    q.add_argument("--config", default="tiny", help=_CONFIG_HELP + " (default tiny)")
     q.add_argument("--seed", type=int, default=0)
-    q.add_argument("-o", "--output", required=True, metavar="FILE")
+    q.add_argument("-o", "--output", required=True, metavar="FILE|DIR",
+                   help="a .safetensors file, or a folder: an HF-style checkpoint (config.json, 2 shards + index, "
+                        "tokenizer, the MTP layer)")
     q.set_defaults(handler=_user_errors(cmd_init))
     q = msub.add_parser("build", help="compile every kernel of a configuration into one library")
-    q.add_argument("--config", default="tiny", help="tiny, tiny-fp8 (default tiny)")
+    q.add_argument("--config", default=None, help=_CONFIG_HELP + " (default: the --weights folder's "
+                                                                 "config.json, else tiny)")
+    q.add_argument("--weights", default=None, metavar="DIR|INDEX", help="a checkpoint folder (for its config.json)")
     q.add_argument("--target", default="cpu", help="cpu (a shared library)")
+    _size_args(q, "recorded in the manifest")
     q.add_argument("-o", "--output", required=True, metavar="DIR")
     q.set_defaults(handler=_user_errors(cmd_build))
-    q = msub.add_parser("generate", help="generate text from a built library and weights")
-    q.add_argument("--model", required=True, metavar="DIR", help="a folder written by `tilec model build`")
-    q.add_argument("--weights", required=True, metavar="FILE", nargs="+", help="safetensors file(s)")
+    q = msub.add_parser("generate", help="generate text from a checkpoint (and a built library)")
+    q.add_argument("--model", default=None, metavar="DIR",
+                   help="a folder written by `tilec model build` (default: compile the kernels in this process)")
+    q.add_argument("--weights", required=True, metavar="PATH", nargs="+",
+                   help="a checkpoint folder, its model.safetensors.index.json, or safetensors file(s)")
+    q.add_argument("--config", default=None, help=_CONFIG_HELP + " (default: the library's, else the "
+                                                                 "folder's config.json)")
     q.add_argument("--prompt", action="append", required=True, help="a prompt (repeat for a batch)")
+    q.add_argument("--chat", action="store_true", help="wrap each prompt in the chat template "
+                                                       "(tokenizer_config.json), with the generation prompt")
+    q.add_argument("--system", default=None, help="with --chat: a system prompt")
     q.add_argument("--max-new-tokens", type=int, default=32)
-    q.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    q.add_argument("--temperature", type=float, default=None,
+                   help="0 = greedy; default: generation_config.json's when it samples, else 0")
+    q.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass (default "
+                                                             "generation_config.json's, else 1.0)")
+    q.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens (0: all)")
+    q.add_argument("--stop", action="append", default=[], metavar="STR", help="stop string (repeatable)")
     q.add_argument("--seed", type=int, default=33377335, help="sampling seed")
+    _size_args(q, "without --model; with --model at most the library's")
     q.add_argument("--attention", default="reference", choices=("reference", "flashmla"),
                    help="attention kernels: the reference's rounding points, or FlashMLA semantics")
     q.add_argument("--check", action="store_true", help="run the PyTorch reference alongside")
     q.set_defaults(handler=_user_errors(cmd_generate))
 
 
+def _size_args(q: Any, note: str) -> None:
+    q.add_argument("--max-batch-size", type=int, default=None, metavar="N",
+                   help=f"most prompts per call (cache batch; {note})")
+    q.add_argument("--max-seq-len", type=int, default=None, metavar="N",
+                   help=f"longest prompt + completion (cache length; {note})")
+
+
 def _user_errors(handler):
     """Report a bad library, weights file or argument as a user error (exit 2, no traceback)."""
     def run(ns: argparse.Namespace) -> int:
+        import warnings
+
         from tilec.errors import TilecError
 
+        from .checkpoint import UnusedWeightsWarning
         from .library import LibraryError
         from .weights import WeightsError
         try:
-            return handler(ns)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", UnusedWeightsWarning)
+                try:
+                    return handler(ns)
+                finally:
+                    for w in caught:
+                        if issubclass(w.category, UnusedWeightsWarning):
+                            print(f"warning: {w.message}", file=sys.stderr)
+                        else:
+                            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
         except (LibraryError, WeightsError, ValueError, OSError) as e:
             raise TilecError(str(e)) from None
     return run
 
 
-def _config(name: str):
+def _config(name: str, **sizes: Any):
     from tilec.errors import TilecError
 
-    from .config import get_config
+    from .config import get_config, load_config
     if name == "671b":
         raise TilecError("--config 671b: far too large for this command (its parameter count: "
                          f"{get_config('671b').n_params() / 1e9:.1f}B); use tiny or tiny-fp8")
     try:
-        return get_config(name)
+        return load_config(name, **sizes)
     except ValueError as e:
         raise TilecError(f"--config: {e}") from None
 
 
-def cmd_init(ns: argparse.Namespace) -> int:
-    import os
+def _sizes(ns: argparse.Namespace) -> dict:
+    return {"max_batch_size": ns.max_batch_size, "max_seq_len": ns.max_seq_len}
 
+
+def cmd_init(ns: argparse.Namespace) -> int:
     import torch
 
     from .init import init_random_weights
     from .reference import Transformer
     from .weights import save_weights
     args = _config(ns.config)
+    if not ns.output.endswith(".safetensors"):
+        from .testing import write_hf_checkpoint
+        write_hf_checkpoint(ns.output, args, seed=ns.seed)
+        print(f"wrote {ns.output}/: an HF-style checkpoint (config.json, 2 shards + index, tokenizer, MTP layer), "
+              f"config {ns.config}, seed {ns.seed}, {args.n_params() / 1e6:.2f}M parameters")
+        return 0
     os.makedirs(os.path.dirname(os.path.abspath(ns.output)), exist_ok=True)
     torch.manual_seed(ns.seed)
     model = init_random_weights(Transformer(args), ns.seed)
@@ -102,18 +155,29 @@ def cmd_init(ns: argparse.Namespace) -> int:
 def cmd_build(ns: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from .checkpoint import resolve_files
+    from .config import check_buildable
     from .library import build_library
     from .specs import kernel_specs
-    args = _config(ns.config)
+    name = ns.config
+    if name is None and ns.weights is not None:
+        folder = resolve_files(ns.weights)[0]
+        if folder is None or not os.path.isfile(os.path.join(folder, "config.json")):
+            raise ValueError(f"--weights {ns.weights}: no config.json next to the weights; give --config")
+        name = os.path.join(folder, "config.json")
+    args = _config(name or "tiny", **_sizes(ns))
+    check_buildable(args, ns.target)
+    label = name or "tiny"
     n = len(kernel_specs(args))
     start = time.perf_counter()
-    with tqdm(total=n, desc=f"build {ns.config}", unit="kernel", file=sys.stderr) as bar:
-        def step(name: str) -> None:
-            bar.set_postfix_str(name[:40])
+    with tqdm(total=n, desc=f"build {os.path.basename(label.rstrip('/'))}", unit="kernel", file=sys.stderr) as bar:
+        def step(kname: str) -> None:
+            bar.set_postfix_str(kname[:40])
             bar.update(1)
-        man = build_library(args, ns.target, ns.output, ns.config, progress=step)
-    print(f"built {len(man['kernels'])} kernels for {ns.config} ({man['target']}) into {ns.output}/"
-          f"{man['library']} + manifest.json in {time.perf_counter() - start:.1f} s")
+        man = build_library(args, ns.target, ns.output, label, progress=step)
+    print(f"built {len(man['kernels'])} kernels for {label} ({man['target']}, max_batch_size {args.max_batch_size}, "
+          f"max_seq_len {args.max_seq_len}) into {ns.output}/{man['library']} + manifest.json in "
+          f"{time.perf_counter() - start:.1f} s")
     return 0
 
 
@@ -131,23 +195,39 @@ class _Checker:
         self.rows.append((start_pos, tokens.size(1), err, rel, same))
 
 
+def _sampling(ns: argparse.Namespace, gen_cfg: dict) -> tuple[float, float, int]:
+    """--temperature/--top-p/--top-k, defaulting to generation_config.json when it samples."""
+    samples = bool(gen_cfg.get("do_sample", False))
+    t = ns.temperature if ns.temperature is not None else float(gen_cfg.get("temperature", 1.0)) if samples else 0.0
+    p = ns.top_p if ns.top_p is not None else float(gen_cfg.get("top_p", 1.0)) if samples else 1.0
+    k = ns.top_k if ns.top_k is not None else int(gen_cfg.get("top_k", 0)) if samples else 0
+    return t, p, k
+
+
 def cmd_generate(ns: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from .generate import generate
-    from .library import load_library
-    from .model import Model
-    from .reference import Transformer
-    from .tokenizer import load_tokenizer
-    from .weights import load_weights
-    lib = load_library(ns.model)
-    args = lib.args
-    holder = load_weights(Transformer(args), ns.weights)
-    model = Model(args, dict(holder.state_dict()), lib, lib.target, ns.attention)
-    tok = load_tokenizer(ns.model, args.vocab_size)
-    prompts = [tok.encode(p) for p in ns.prompt]
-    checker = _Checker(holder) if ns.check else None
+    from .checkpoint import load_pretrained
+    from .generate import check_sampling, generate
+    from .tokenizer import TextStream, chat_messages
+    weights = ns.weights[0] if len(ns.weights) == 1 else ns.weights
+    pre = load_pretrained(weights, library=ns.model, config=ns.config, attention=ns.attention,
+                          max_batch_size=ns.max_batch_size, max_seq_len=ns.max_seq_len)
+    args, model, tok = pre.args, pre.model, pre.tokenizer
+    if len(ns.prompt) > args.max_batch_size:
+        raise ValueError(f"{len(ns.prompt)} prompts, more than max_batch_size={args.max_batch_size}"
+                         + (f" of the library {ns.model} (rebuild with --max-batch-size)" if ns.model else ""))
+    if ns.system is not None and not ns.chat:
+        raise ValueError("--system needs --chat")
+    temperature, top_p, top_k = _sampling(ns, pre.generation_config)
+    check_sampling(temperature, top_p, top_k)
+    if ns.chat:
+        prompts = [tok.encode(tok.apply_chat_template(chat_messages(p, ns.system), add_generation_prompt=True),
+                              add_bos=False) for p in ns.prompt]
+    else:
+        prompts = [tok.encode(p) for p in ns.prompt]
+    checker = _Checker(pre.reference()) if ns.check else None
     times: list[tuple[int, float]] = []      # (tokens processed, seconds) per forward
 
     def forward(tokens, start_pos):
@@ -163,23 +243,33 @@ def cmd_generate(ns: argparse.Namespace) -> int:
     bar = tqdm(total=total, desc="generate", unit="tok", file=sys.stderr, leave=False)
     if stream:
         print(ns.prompt[0], end="", flush=True)
-    done: list[int] = []
+    streams = [TextStream(tok, ns.stop) for _ in prompts]
+    texts = [""] * len(prompts)
 
     def on_token(cur: int, nxt) -> None:
         bar.update(1)
-        if stream and cur >= len(prompts[0]) and nxt[0].item() != tok.eos_token_id:
-            done.append(int(nxt[0]))
-            print(_printable(tok.decode(done[-1:])), end="", flush=True)
+
+    def stop(row: int, token: int) -> bool:
+        text, done = streams[row].push(token)
+        texts[row] += text
+        if stream and text:
+            print(_printable(text), end="", flush=True)
+        return done
 
     gen = torch.Generator().manual_seed(ns.seed)
-    outs = generate(forward, prompts, ns.max_new_tokens, args.max_seq_len, tok.eos_token_id,
-                    ns.temperature, gen, on_token)
+    generate(forward, prompts, ns.max_new_tokens, args.max_seq_len, list(tok.eos_token_ids), temperature, gen,
+             on_token, top_p=top_p, top_k=top_k, stop=stop)
     bar.close()
+    for i, st in enumerate(streams):
+        tail = st.finish()
+        texts[i] += tail
+        if stream and tail:
+            print(_printable(tail), end="", flush=True)
     if stream:
         print()
     else:
-        for p, o in zip(ns.prompt, outs):
-            print(f"{p!r} -> {_printable(tok.decode(o))!r}")
+        for p, o in zip(ns.prompt, texts):
+            print(f"{p!r} -> {_printable(o)!r}")
     _print_speed(times, len(prompts))
     return _print_check(checker) if checker is not None else 0
 

@@ -60,7 +60,7 @@ def _kernel_entry(spec: KernelSpec, options: dict) -> tuple[dict, bytes]:
     """Compile one spec: (its manifest entry, its object file)."""
     from tilec.ir.printer import print_func
     from tilec.runtime.kernel import run_tile_passes, verify
-    func = spec.build().func
+    func = build_spec(spec).func
     verify(func)
     func = run_tile_passes(func, options, "cpu")     # what tilec.compile would build for the cpu target
     obj, meta = target_registry.get("cpu").compile_object(func, options)
@@ -72,6 +72,16 @@ def _kernel_entry(spec: KernelSpec, options: dict) -> tuple[dict, bytes]:
     return entry, obj
 
 
+def build_spec(spec: KernelSpec) -> Any:
+    """``spec.build()``, with a kernel factory's size assertion reported as a ``LibraryError`` naming
+    the kernel and its arguments (``config.check_buildable`` catches the known limits first)."""
+    try:
+        return spec.build()
+    except AssertionError as e:
+        raise LibraryError(f"kernel {spec.name} ({spec.factory}{tuple(spec.args)}) does not fit this "
+                           f"configuration: {e or 'a size assertion failed'}") from None
+
+
 def build_library(args: ModelArgs, target: str, out_dir: str, config_name: str = "",
                   progress: Optional[Callable[[str], None]] = None) -> dict:
     """Compile every kernel of ``args`` for ``target`` into ``out_dir`` (see the module docstring).
@@ -80,8 +90,10 @@ def build_library(args: ModelArgs, target: str, out_dir: str, config_name: str =
     """
     import tilec
     from tilec.runtime.artifacts import staged_output_dir
+    from .config import check_buildable
     if target not in ("cpu", "auto"):
         raise LibraryError(f"model libraries are built for the cpu target (a shared library); got '{target}'")
+    check_buildable(args, "cpu")
     with staged_output_dir(out_dir) as tmp:
         objects: dict[str, bytes] = {}     # IR sha256 -> object (identical kernels are linked once)
         kernels: dict[str, dict] = {}
@@ -94,6 +106,7 @@ def build_library(args: ModelArgs, target: str, out_dir: str, config_name: str =
         Path(tmp, LIB_NAME).write_bytes(lib)
         manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "tilec_version": tilec.__version__,
                     "model": "deepseek_v32", "config": config_name, "args": dataclasses.asdict(args),
+                    "max_batch_size": args.max_batch_size, "max_seq_len": args.max_seq_len,
                     "target": "cpu", "library": LIB_NAME, "sha256": {LIB_NAME: hashlib.sha256(lib).hexdigest()},
                     "kernels": kernels}
         Path(tmp, "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")

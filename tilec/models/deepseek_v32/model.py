@@ -46,7 +46,9 @@ class JitKernels:
         hit = self.kernels.get(spec.name)
         if hit is None:
             import tilec
-            hit = self.kernels[spec.name] = tilec.compile(spec.build(), out_idx=list(spec.out_idx),
+
+            from .library import build_spec
+            hit = self.kernels[spec.name] = tilec.compile(build_spec(spec), out_idx=list(spec.out_idx),
                                                           target=self.target)
         return hit
 
@@ -56,7 +58,8 @@ class Model:
 
     ``params`` maps DeepSeek's tensor names to tensors (``reference.Transformer.state_dict()`` or a
     weights file read by ``weights.py``); they are used in place, not copied, except the stacked
-    expert weights and the dequantized ``wkv_b``.
+    expert weights (whose entries in ``params`` are replaced by views of the stack) and the
+    dequantized ``wkv_b``.
     """
 
     def __init__(self, args: ModelArgs, params: dict[str, torch.Tensor], kernels: Any, target: str = "cpu",
@@ -126,12 +129,18 @@ class Model:
         return w.view(a.n_heads, a.qk_nope_head_dim + a.v_head_dim, a.kv_lora_rank)
 
     def _stack_experts(self, i: int) -> dict[str, torch.Tensor]:
+        """Layer i's routed expert weights (and scales) stacked [E, ...]; the entries of ``params`` become
+        views of the stack (same values), so a caller that drops its own tensors holds one copy, not two."""
         a, pre = self.args, f"layers.{i}.ffn.experts."
         out = {}
         for w, s in (("w1", "s1"), ("w2", "s2"), ("w3", "s3")):
-            out[w] = torch.stack([self.p[f"{pre}{e}.{w}.weight"] for e in range(a.n_routed_experts)])
-            if a.dtype == "fp8":
-                out[s] = torch.stack([self.p[f"{pre}{e}.{w}.scale"] for e in range(a.n_routed_experts)])
+            for key, suffix in ((w, "weight"), (s, "scale")):
+                if suffix == "scale" and a.dtype != "fp8":
+                    continue
+                names = [f"{pre}{e}.{w}.{suffix}" for e in range(a.n_routed_experts)]
+                out[key] = torch.stack([self.p[n] for n in names])
+                for e, n in enumerate(names):
+                    self.p[n] = out[key][e]
         return out
 
     # --- caches ----------------------------------------------------------------------------------
