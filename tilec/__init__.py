@@ -15,13 +15,20 @@ from .errors import InternalError, TilecError
 from .runtime import JITKernel, compile, jit  # noqa: A004
 from .version import __version__
 
-__all__ = ["__version__", "compile", "jit", "JITKernel", "language", "TilecError", "InternalError"]
+__all__ = ["__version__", "compile", "jit", "JITKernel", "language", "TilecError", "InternalError", "autotune",
+           "autotuner", "TensorSupplyType"]
 
 
 def __getattr__(name: str) -> Any:
     # `tilec.language` is imported on first access: it pulls in the frontend.
-    if name == "language":
-        module = importlib.import_module(".language", __name__)
-        globals()["language"] = module
+    if name == "autotune":
+        from .autotuner import autotune
+        return autotune
+    if name == "TensorSupplyType":
+        from .profiler import TensorSupplyType
+        return TensorSupplyType
+    if name in ("language", "autotuner", "profiler"):
+        module = importlib.import_module("." + name, __name__)
+        globals()[name] = module
         return module
     raise AttributeError(f"module 'tilec' has no attribute '{name}'")

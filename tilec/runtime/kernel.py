@@ -184,6 +184,12 @@ class JITKernel:
     def __repr__(self) -> str:
         return f"JITKernel({self.func.name}, target={self.target.name}, out_idx={self.out_idx})"
 
+    def get_profiler(self, tensor_supply_type: Any = "Auto", dims: Optional[dict[str, int]] = None,
+                     seed: int = 0) -> Any:
+        """A ``tilec.profiler.Profiler`` (TileLang's ``do_bench`` / ``assert_allclose``) for this kernel."""
+        from ..profiler import Profiler
+        return Profiler(self, tensor_supply_type, dims=dims, seed=seed)
+
     def ensure_runnable(self) -> None:
         """Raise a TilecError when the target cannot run here (asked once, at the first call)."""
         if not self._runnable:
