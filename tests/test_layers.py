@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("language", ("tilec.language",)),
     ("targets", ("tilec.targets", "tilec.runtime.cache", "tilec.runtime.args", "tilec.runtime.artifacts",
                  "tilec.backends")),
-    ("runtime", ("tilec.runtime",)),
+    ("runtime", ("tilec.runtime", "tilec.profiler")),
 ]
 TOOLS = "tools"   # everything not listed: the package root, the CLI, fuzz, models, autotuner
 

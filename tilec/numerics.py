@@ -23,6 +23,9 @@ Rules (checked bit for bit against torch in tests/interp/test_interp_numerics.py
 """
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
 
 from .ir import dtypes
@@ -191,3 +194,20 @@ def nan_storage(dtype: str) -> np.generic:
     if dtype == "float8_e4m3":
         return _F8_NAN
     return dtypes.storage_numpy(dtype).type(np.nan)
+
+
+def relative_error(out: Any, ref: Any) -> float:
+    """``||out - ref|| / ||ref||`` in float64 (absolute when ref is all zeros); inf on NaN or shape mismatch."""
+    import torch
+    o = torch.as_tensor(out).detach().cpu().to(torch.float64)
+    r = torch.as_tensor(ref).detach().cpu().to(torch.float64)
+    if o.shape != r.shape:
+        if o.numel() != r.numel():
+            return float("inf")
+        r = r.reshape(o.shape)
+    if not bool(torch.isfinite(o).all()) and not bool((o == r).all()):
+        return float("inf")
+    diff = torch.linalg.vector_norm(o - r).item()
+    base = torch.linalg.vector_norm(r).item()
+    err = diff / base if base > 0 else diff
+    return float("inf") if math.isnan(err) else err

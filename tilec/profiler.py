@@ -16,6 +16,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from .errors import TilecError
 from .ir import dtypes
+from .numerics import relative_error
 from .runtime import args as argmod
 
 
@@ -39,12 +40,6 @@ def _supply_type(value: Any) -> TensorSupplyType:
                 return t
     names = ", ".join(t.name for t in TensorSupplyType)
     raise TilecError(f"tensor_supply_type must be one of {names}, got {value!r}")
-
-
-def relative_error(out: Any, ref: Any) -> float:
-    """``||out - ref|| / ||ref||`` (inf on NaN or a shape mismatch); see ``tilec.runtime.check``."""
-    from .runtime.check import relative_error as rel
-    return rel(out, ref)
 
 
 class Profiler:

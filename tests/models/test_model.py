@@ -159,7 +159,7 @@ from tilec.models.deepseek_v32.library import load_library
 from tilec.models.deepseek_v32.model import Model
 from tilec.models.deepseek_v32.reference import Transformer
 from tilec.models.deepseek_v32.specs import kernel_specs, mha_prefill, mqa_decode
-from tilec.models.deepseek_v32.weights import load_weights
+from tilec.models.deepseek_v32.checkpoint import load_weights
 lib = load_library({tiny_lib!r})
 holder = load_weights(Transformer(lib.args), {str(weights)!r})
 model = Model(lib.args, dict(holder.state_dict()), lib)

@@ -7,7 +7,8 @@ from tilec.models.deepseek_v32.checkpoint import UnusedWeightsWarning
 from tilec.models.deepseek_v32.config import get_config
 from tilec.models.deepseek_v32.init import init_random_weights
 from tilec.models.deepseek_v32.reference import Transformer
-from tilec.models.deepseek_v32.weights import WeightsError, hf_to_deepseek, load_weights, save_weights
+from tilec.models.deepseek_v32.checkpoint import load_weights
+from tilec.models.deepseek_v32.weights import WeightsError, hf_to_deepseek, save_weights
 
 
 @pytest.fixture(scope="module", params=["tiny", "tiny-fp8"])

@@ -9,12 +9,12 @@ error of each output is ``||out - ref|| / ||ref||`` in float64; NaN or a shape m
 from __future__ import annotations
 
 import inspect
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ..errors import TilecError
+from ..numerics import relative_error
 from ..ir import dtypes, nodes
 from . import args as argmod
 from .loader import LoadedKernel
@@ -77,23 +77,6 @@ def random_inputs(loaded: LoadedKernel, input_idx: list[int], seed: int, device:
             t = torch.randint(0, 16, shape, generator=gen).to(argmod.torch_dtype(dtype))
         out.append(t.to(device))
     return out
-
-
-def relative_error(out: Any, ref: Any) -> float:
-    """``||out - ref|| / ||ref||`` in float64 (absolute when ref is all zeros); inf on NaN or shape mismatch."""
-    import torch
-    o = torch.as_tensor(out).detach().cpu().to(torch.float64)
-    r = torch.as_tensor(ref).detach().cpu().to(torch.float64)
-    if o.shape != r.shape:
-        if o.numel() != r.numel():
-            return float("inf")
-        r = r.reshape(o.shape)
-    if not bool(torch.isfinite(o).all()) and not bool((o == r).all()):
-        return float("inf")
-    diff = torch.linalg.vector_norm(o - r).item()
-    base = torch.linalg.vector_norm(r).item()
-    err = diff / base if base > 0 else diff
-    return float("inf") if math.isnan(err) else err
 
 
 def call_reference(loaded: LoadedKernel, inputs: list[Any]) -> list[Any]:

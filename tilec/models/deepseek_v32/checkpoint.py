@@ -417,3 +417,15 @@ def load_pretrained(source: Any, library: Optional[str] = None, config: Any = No
     tok_dir = ck.folder if ck.folder and os.path.isfile(os.path.join(ck.folder, "tokenizer.json")) else library
     tok = load_tokenizer(tok_dir, args.vocab_size)
     return Pretrained(args, model, tok, load_generation_config(tok_dir), ck, params, unused, lib)
+
+
+def load_weights(model: "torch.nn.Module", paths) -> "torch.nn.Module":
+    """Load weights into ``model`` (a ``reference.Transformer``): every parameter once, each with its
+    shape. ``paths``: safetensors file(s), a checkpoint folder, its index json, or a ``Checkpoint``
+    (``checkpoint.load_params`` does the checks)."""
+    params, _ = load_params(model.args, paths, warn=True)
+    expected = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in params.items():
+            expected[name].copy_(value)
+    return model

@@ -1,7 +1,7 @@
 """Weights in safetensors files with DeepSeek's converted key names (specs/deepseek_v32.md §5.1).
 
-``save_weights`` writes a model's parameters; ``load_weights`` reads them back into a model from files,
-a checkpoint folder or its index (``checkpoint.Checkpoint``), checking every tensor: a missing or
+``save_weights`` writes a model's parameters; ``checkpoint.load_weights`` reads them back into a model
+from files, a checkpoint folder or its index (``checkpoint.Checkpoint``), checking every tensor: a missing or
 mis-shaped tensor is rejected with its name and file, dtypes are cast to the parameter's (bf16
 checkpoint tensors become fp32 ``head``/``weights_proj``), Hugging Face names are mapped to DeepSeek's
 first, and tensors the model does not use (the MTP layer, unknown names) are named in one warning.
@@ -62,16 +62,3 @@ def save_weights(model: nn.Module, path: str) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-
-
-def load_weights(model: nn.Module, paths) -> nn.Module:
-    """Load weights into ``model`` (a ``reference.Transformer``): every parameter once, each with its
-    shape. ``paths``: safetensors file(s), a checkpoint folder, its index json, or a ``Checkpoint``
-    (``checkpoint.load_params`` does the checks)."""
-    from .checkpoint import load_params
-    params, _ = load_params(model.args, paths, warn=True)
-    expected = _expected(model)
-    with torch.no_grad():
-        for name, value in params.items():
-            expected[name].copy_(value)
-    return model
