@@ -2,9 +2,14 @@
 
 llvmlite is initialised once; one host target machine and one long-lived MCJIT engine live for the
 whole process (specs/llvm_cpu.md: an engine takes ownership of its target machine, and reusing a target
-machine after its engine died segfaulted). Every compiled kernel module is added to that engine.
-Object files for the ahead-of-time path come from a second target machine that is never given to an
-engine. This module is the only place that talks to ``llvmlite.binding``.
+machine after its engine died segfaulted). Every JIT-compiled kernel object is added to that engine.
+Object files come from target machines that are never given to an engine: position-independent
+small-code-model objects for the ahead-of-time path (linked into shared libraries), and large-code-model
+objects for the JIT. The JIT must not use the small code model: MCJIT's memory manager maps code, data
+and its GOT/stubs separately, and in a big process (torch, many loaded libraries) they can land more than
+2 GB apart, so a 32-bit PC-relative relocation overflows (an assertion abort in llvmlite's LLVM, silent
+corruption in a release LLVM). The large model addresses everything with 64-bit absolute relocations.
+This module is the only place that talks to ``llvmlite.binding``.
 """
 from __future__ import annotations
 
@@ -50,6 +55,8 @@ def _init() -> None:
     _state["target"] = target
     _state["tm_obj"] = target.create_target_machine(cpu=cpu, features=features, opt=3,
                                                      reloc="pic", codemodel="default")
+    _state["tm_jit"] = target.create_target_machine(cpu=cpu, features=features, opt=3,
+                                                     reloc="static", codemodel="large")
     engine_tm = target.create_target_machine(cpu=cpu, features=features, opt=3)
     backing = llvm.parse_assembly("")
     _state["engine"] = llvm.create_mcjit_compiler(backing, engine_tm)
@@ -104,9 +111,10 @@ def optimize(text: str) -> llvm.ModuleRef:
         return mod
 
 
-def emit_object(mod: llvm.ModuleRef) -> bytes:
+def emit_object(mod: llvm.ModuleRef, jit: bool = False) -> bytes:
+    """Object code of ``mod``: for linking into a shared library, or (``jit``) for ``jit_add_object``."""
     with _lock:
-        return _state["tm_obj"].emit_object(mod)
+        return _state["tm_jit" if jit else "tm_obj"].emit_object(mod)
 
 
 def emit_assembly(mod: llvm.ModuleRef) -> str:
@@ -114,19 +122,9 @@ def emit_assembly(mod: llvm.ModuleRef) -> str:
         return _state["tm_obj"].emit_assembly(mod)
 
 
-def jit_add(mod: llvm.ModuleRef, symbols: list[str]) -> dict[str, int]:
-    """Add an optimized module to the process's engine and return the addresses of ``symbols``."""
-    with _lock:
-        engine = _state["engine"]
-        engine.add_module(mod)
-        engine.finalize_object()
-        _state["modules"].append(mod)  # the engine owns it now; keep the Python wrapper alive too
-        return {s: engine.get_function_address(s) for s in symbols}
-
-
 def jit_add_object(obj: bytes, symbols: list[str]) -> dict[str, int]:
-    """Load a compiled object file (``emit_object``'s bytes, e.g. from the disk cache) into the process's
-    engine and return the addresses of ``symbols``: the JIT path without recompiling."""
+    """Load a compiled object file (``emit_object(..., jit=True)``'s bytes, e.g. from the disk cache) into
+    the process's engine and return the addresses of ``symbols``: the JIT path without recompiling."""
     with _lock:
         _init()   # a cached object may be the first thing this process asks of LLVM
         engine = _state["engine"]

@@ -59,13 +59,15 @@ def build_library(func: n.Func, options: Optional[dict] = None) -> tuple[bytes, 
     return link_shared(obj), meta, text
 
 
-def compile_object(func: n.Func, options: Optional[dict] = None) -> tuple[bytes, dict]:
+def compile_object(func: n.Func, options: Optional[dict] = None, jit: bool = False) -> tuple[bytes, dict]:
     """(object file, kernel metadata) of ``func``, from the on-disk object cache when it has them
-    (``$TILEC_CACHE_DIR/cpu-object``, same key and integrity rules as the library cache). The JIT path
-    loads these objects into its engine; the model library links many of them into one library."""
+    (``$TILEC_CACHE_DIR/cpu-object``, or ``cpu-jit-object`` for ``jit``; same key and integrity rules as the
+    library cache). The model library links the position-independent objects into one library; the JIT
+    path loads large-code-model objects (``jit=True``, see llvm_env) into its engine."""
     import hashlib
-    key = cache.make_key(func, "cpu-object", {k: v for k, v in (options or {}).items() if k != "num_threads"})
-    folder = cache.cache_dir().parent / "cpu-object"
+    kind = "cpu-jit-object" if jit else "cpu-object"
+    key = cache.make_key(func, kind, {k: v for k, v in (options or {}).items() if k != "num_threads"})
+    folder = cache.cache_dir().parent / kind
     obj_path, meta_path = folder / f"{key}.o", folder / f"{key}.json"
     if cache.enabled() and obj_path.is_file() and meta_path.is_file():
         try:
@@ -77,7 +79,7 @@ def compile_object(func: n.Func, options: Optional[dict] = None) -> tuple[bytes,
             pass                                   # a corrupt entry is a miss: rebuild and overwrite
     from . import llvm_env
     text, meta = generate_llvm_ir(func, options)
-    obj = llvm_env.emit_object(llvm_env.optimize(text))
+    obj = llvm_env.emit_object(llvm_env.optimize(text), jit=jit)
     if cache.enabled():
         cache.atomic_write(obj_path, obj)
         cache.atomic_write(meta_path, json.dumps({"sha256": hashlib.sha256(obj).hexdigest(), "meta": meta}).encode())
@@ -201,7 +203,7 @@ class CpuTarget:
         """In-process: the object file (compiled, or from the object cache) joins the process's engine.
         The LLVM IR is generated only when asked for (``source``), as the AOT path reads it from the cache."""
         from . import llvm_env
-        obj, meta = compile_object(func, options)
+        obj, meta = compile_object(func, options, jit=True)
         addrs = llvm_env.jit_add_object(obj, entry_symbols(meta))
         return CpuExecutable(NativeKernel(meta, addrs, keepalive=obj), lambda: generate_llvm_ir(func, options)[0],
                              None, None, threads)
