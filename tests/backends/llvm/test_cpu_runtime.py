@@ -97,7 +97,7 @@ def test_jit_build_loads_cached_objects(monkeypatch, tmp_path):
     monkeypatch.setenv("TILEC_CACHE_DIR", str(tmp_path))
     func, qkv = _attention(64)
     want = _run(CpuTarget().build(func, {"cpu_build": "jit"}), qkv)
-    objects = list((cache.cache_dir().parent / "cpu-object").glob("*.o"))
+    objects = list((cache.cache_dir().parent / "cpu-jit-object").glob("*.o"))
     assert len(objects) == 1
 
     def no_codegen(*a, **k):
