@@ -35,6 +35,7 @@ import numpy as np
 from .ir import dtypes
 
 _F32 = np.dtype(np.float32)
+_ML_BF16, _ML_F8 = np.dtype(ml_dtypes.bfloat16), np.dtype(ml_dtypes.float8_e4m3fn)
 
 # Storage bit patterns of the quiet NaN each float dtype is poisoned with.
 _BF16_NAN = np.uint16(0xFFFF)
@@ -167,6 +168,8 @@ def float_to_int(x: np.ndarray, np_dtype: np.dtype) -> np.ndarray:
 def to_float32(storage: np.ndarray, dtype: str) -> np.ndarray:
     """Values of a storage array of ``dtype`` as float32 (exact for every float type but float64)."""
     dtype = dtypes.canonical(dtype)
+    if getattr(storage, "dtype", None) in (_ML_BF16, _ML_F8):  # ml_dtypes arrays hold values, not bits
+        return np.asarray(storage).astype(np.float32)
     if dtype == "bfloat16":
         return _bf16_to_f32(storage)
     if dtype == "float8_e4m3":
