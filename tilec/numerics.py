@@ -168,7 +168,7 @@ def float_to_int(x: np.ndarray, np_dtype: np.dtype) -> np.ndarray:
 def to_float32(storage: np.ndarray, dtype: str) -> np.ndarray:
     """Values of a storage array of ``dtype`` as float32 (exact for every float type but float64)."""
     dtype = dtypes.canonical(dtype)
-    if getattr(storage, "dtype", None) in (_ML_BF16, _ML_F8):  # ml_dtypes arrays hold values, not bits
+    if isinstance(storage, np.ndarray) and storage.dtype in (_ML_BF16, _ML_F8):  # values, not bits
         return np.asarray(storage).astype(np.float32)
     if dtype == "bfloat16":
         return _bf16_to_f32(storage)

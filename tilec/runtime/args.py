@@ -61,7 +61,7 @@ def tilec_dtype_of_torch(t: Any) -> str:
 
 def tilec_dtype_of_numpy(a: np.ndarray, expected: str) -> str:
     """The tilec dtype a numpy array holds, read as ``expected`` when its storage dtype matches."""
-    if a.dtype == dtypes.storage_numpy(expected) or ML_DTYPES.get(expected) == a.dtype:
+    if a.dtype == dtypes.storage_numpy(expected) or (expected in ML_DTYPES and a.dtype == ML_DTYPES[expected]):
         return expected
     return str(a.dtype)
 
@@ -264,7 +264,8 @@ def check_array(p: nodes.Buffer, x: Any, array_kind: str) -> tuple[int, ...]:
         contiguous = x.flags.c_contiguous
     else:
         raise TilecError(f"parameter '{p.name}': expected a numpy array or torch tensor of "
-                         f"{p.dtype}{shape_text(p.shape)} (or a DLPack object), got {type(x).__name__}")
+                         f"{p.dtype}{shape_text(p.shape)}, got {type(x).__name__} (objects with the DLPack "
+                         f"protocol, __dlpack__, are taken too)")
     if got != p.dtype:
         hint = ""
         if isinstance(x, np.ndarray) and p.dtype in ("bfloat16", "float8_e4m3"):
