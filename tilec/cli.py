@@ -55,6 +55,14 @@ examples:
   tilec targets        # every registered target, whether it can run here, and why not
 """
 
+_CACHE_HELP = """\
+examples:
+  tilec cache info                 # folder, entries, total size, limit (per backend)
+  tilec cache clear                # remove every entry
+  tilec cache clear --backend cpu  # only the cpu target's entries
+  TILEC_CACHE_MAX=500M tilec run examples/gemm.py   # bound the cache to 500 MiB (default 2G)
+"""
+
 
 def _add_kernel_args(p: argparse.ArgumentParser, many: bool = False) -> None:
     if many:
@@ -121,6 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("targets", help="list targets and whether they run here", epilog=_TARGETS_HELP,
                        formatter_class=fmt, description="List the registered targets.")
     p.set_defaults(handler=cmd_targets)
+
+    p = sub.add_parser("cache", help="show or empty the compile cache", epilog=_CACHE_HELP, formatter_class=fmt,
+                       description="The on-disk compile cache ($TILEC_CACHE_DIR, bounded by $TILEC_CACHE_MAX).")
+    csub = p.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    csub.add_parser("info", help="folder, entries, total size and limit").set_defaults(handler=cmd_cache_info)
+    c = csub.add_parser("clear", help="remove every entry")
+    c.add_argument("--backend", metavar="NAME", help="only this backend's folder (e.g. cpu, cuda)")
+    c.set_defaults(handler=cmd_cache_clear)
 
     from .models.deepseek_v32.cli import register as register_model  # `tilec model ...`
     register_model(sub)
@@ -287,6 +303,26 @@ def cmd_targets(ns: argparse.Namespace) -> int:
         except Exception as e:  # a backend that fails to import is listed, not fatal
             rows.append((name, "no", f"failed to load: {type(e).__name__}: {e}"))
     print(_table(("target", "available", "notes"), rows))
+    return EXIT_OK
+
+
+def cmd_cache_info(ns: argparse.Namespace) -> int:
+    from .runtime import cache
+    i = cache.info()
+    print(f"dir:     {i.root}")
+    print(f"entries: {i.entries}")
+    print(f"size:    {cache.format_size(i.size)} ({i.size} bytes)")
+    print(f"limit:   {cache.format_size(i.limit)}" + (f" ({i.limit} bytes)" if i.limit is not None else ""))
+    if i.by_backend:
+        rows = [(b, n, cache.format_size(size)) for b, (n, size) in i.by_backend.items()]
+        print(_table(("backend", "entries", "size"), rows))
+    return EXIT_OK
+
+
+def cmd_cache_clear(ns: argparse.Namespace) -> int:
+    from .runtime import cache
+    n = cache.clear(ns.backend)
+    print(f"removed {n} entr{'y' if n == 1 else 'ies'} from {cache.cache_root()}")
     return EXIT_OK
 
 

@@ -71,3 +71,9 @@ def format_diagnostic(kind: str, message: str, loc: Optional[Loc], note: str = "
     if note:
         text += f"\n  note: {note}"
     return text
+
+
+class TilecWarning(UserWarning):
+    """Warnings tilec gives about a call that works but costs more than it should (e.g. a non-contiguous
+    argument copied to a contiguous temporary); ``warnings.simplefilter("error", TilecWarning)`` makes
+    them errors, ``compile(..., strict=True)`` refuses such calls."""

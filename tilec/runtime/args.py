@@ -1,17 +1,26 @@
 """Argument binding for compiled kernels: check the caller's arrays against the kernel's signature.
 
 The runtime sits between the user's arrays and a target's ``Executable.run(args, dims)``. This module
-checks every input (count, array kind, dtype, rank, shape, contiguity, device) with errors that name the
+checks every input (count, array kind, dtype, rank, shape, device) with errors that name the
 parameter, binds the symbolic ``T.dynamic`` dimensions from the argument shapes, converts arrays to what
 the target takes (numpy arrays in storage dtype for host targets: bfloat16 as uint16 bits, float8_e4m3
-as uint8 bits, zero-copy from torch CPU tensors; torch CUDA tensors for ``cuda``), and allocates the
-``out_idx`` outputs with their symbolic shapes resolved.
+as uint8 bits, zero-copy from torch CPU tensors and from numpy arrays of ``ml_dtypes.bfloat16`` /
+``ml_dtypes.float8_e4m3fn``; torch CUDA tensors for ``cuda``), and allocates the ``out_idx`` outputs
+with their symbolic shapes resolved.
+
+Accepted arguments: numpy arrays, torch tensors, and any object with the DLPack protocol
+(``__dlpack__``/``__dlpack_device__``: JAX, CuPy, ...), taken zero-copy through ``numpy.from_dlpack``
+(host targets; ``torch.from_dlpack`` when numpy cannot hold its dtype) or ``torch.from_dlpack``
+(``cuda``). A non-contiguous argument is copied to a contiguous temporary (one ``TilecWarning`` per
+kernel), and written back after the run when the kernel writes that parameter; ``strict=True`` refuses
+it instead (``as_contiguous``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
+import ml_dtypes
 import numpy as np
 
 from ..errors import TilecError
@@ -25,6 +34,10 @@ TORCH_DTYPES: dict[str, str] = {
 }
 
 INT32_MAX = 2**31 - 1
+
+# numpy dtypes (from ml_dtypes) that hold a tilec dtype by value; their storage is a same-size view.
+ML_DTYPES: dict[str, np.dtype] = {"bfloat16": np.dtype(ml_dtypes.bfloat16),
+                                  "float8_e4m3": np.dtype(ml_dtypes.float8_e4m3fn)}
 
 
 def torch_dtype(name: str) -> Any:
@@ -48,9 +61,49 @@ def tilec_dtype_of_torch(t: Any) -> str:
 
 def tilec_dtype_of_numpy(a: np.ndarray, expected: str) -> str:
     """The tilec dtype a numpy array holds, read as ``expected`` when its storage dtype matches."""
-    if a.dtype == dtypes.storage_numpy(expected):
+    if a.dtype == dtypes.storage_numpy(expected) or (expected in ML_DTYPES and a.dtype == ML_DTYPES[expected]):
         return expected
     return str(a.dtype)
+
+
+def is_ml_dtypes(x: Any) -> bool:
+    """Whether ``x`` is a numpy array of an ml_dtypes type tilec knows (bfloat16, float8_e4m3fn)."""
+    return isinstance(x, np.ndarray) and x.dtype in ML_DTYPES.values()
+
+
+def is_dlpack(x: Any) -> bool:
+    return hasattr(x, "__dlpack__") and hasattr(x, "__dlpack_device__")
+
+
+def from_dlpack(p: nodes.Buffer, x: Any, array_kind: str) -> Any:
+    """A numpy array (host targets) or torch tensor sharing memory with DLPack object ``x``."""
+    errors = []
+    order = ("torch",) if array_kind == "torch-cuda" else ("numpy", "torch")
+    for lib in order:
+        try:
+            if lib == "numpy":
+                return np.from_dlpack(x)
+            import torch
+            return torch.from_dlpack(x)
+        except Exception as e:  # each library names what it cannot take (dtype, device)
+            errors.append(f"{lib}.from_dlpack: {type(e).__name__}: {e}")
+    raise TilecError(f"parameter '{p.name}': cannot take the {type(x).__name__} through DLPack ("
+                     + "; ".join(errors) + ")")
+
+
+def is_contiguous(x: Any) -> bool:
+    return bool(x.is_contiguous()) if is_torch_tensor(x) else bool(x.flags.c_contiguous)
+
+
+def as_contiguous(p: nodes.Buffer, x: Any, strict: bool) -> Any:
+    """``x`` itself when row-major contiguous, else a contiguous copy (an error under ``strict``)."""
+    if is_contiguous(x):
+        return x
+    if strict:
+        raise TilecError(f"parameter '{p.name}': expected a contiguous (row-major) array (strict=True); "
+                         f"call .contiguous() (torch) or np.ascontiguousarray (numpy) first, or compile "
+                         f"without strict=True to have it copied")
+    return x.contiguous() if is_torch_tensor(x) else np.ascontiguousarray(x)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -188,6 +241,8 @@ class BoundCall:
     dims: dict[str, int]
     outputs: list[Any]         # the user-facing output objects, in out_idx order
     use_torch: bool
+    # (caller's non-contiguous array, its contiguous copy) for written parameters: copied back after the run
+    copy_back: list[tuple[Any, Any]] = field(default_factory=list)
 
 
 def check_array(p: nodes.Buffer, x: Any, array_kind: str) -> tuple[int, ...]:
@@ -209,17 +264,19 @@ def check_array(p: nodes.Buffer, x: Any, array_kind: str) -> tuple[int, ...]:
         contiguous = x.flags.c_contiguous
     else:
         raise TilecError(f"parameter '{p.name}': expected a numpy array or torch tensor of "
-                         f"{p.dtype}{shape_text(p.shape)}, got {type(x).__name__}")
+                         f"{p.dtype}{shape_text(p.shape)}, got {type(x).__name__} (objects with the DLPack "
+                         f"protocol, __dlpack__, are taken too)")
     if got != p.dtype:
         hint = ""
         if isinstance(x, np.ndarray) and p.dtype in ("bfloat16", "float8_e4m3"):
-            hint = (f" (numpy holds {p.dtype} as {dtypes.storage_numpy(p.dtype)} bit patterns: convert "
-                    f"with tilec.numerics.from_float32)")
+            hint = (f" (numpy holds {p.dtype} as ml_dtypes.{ML_DTYPES[p.dtype].name} or as "
+                    f"{dtypes.storage_numpy(p.dtype)} bit patterns: convert with .astype(ml_dtypes."
+                    f"{ML_DTYPES[p.dtype].name}) or tilec.numerics.from_float32)")
         raise TilecError(f"parameter '{p.name}': expected dtype {p.dtype}, got {got}{hint}")
     if len(x.shape) != len(p.shape):
         raise TilecError(f"parameter '{p.name}': expected a {len(p.shape)}-d array of shape "
                          f"{shape_text(p.shape)}, got {len(x.shape)}-d shape {list(x.shape)}")
-    if not contiguous:
+    if not contiguous:  # the runtime makes contiguous copies (as_contiguous) before calling this
         raise TilecError(f"parameter '{p.name}': expected a contiguous (row-major) array; "
                          f"call .contiguous() (torch) or np.ascontiguousarray (numpy) first")
     return tuple(int(s) for s in x.shape)
@@ -228,6 +285,8 @@ def check_array(p: nodes.Buffer, x: Any, array_kind: str) -> tuple[int, ...]:
 def to_storage_numpy(x: Any, dtype: str) -> np.ndarray:
     """A numpy view of ``x`` in ``dtype``'s storage dtype, sharing memory with it (torch CPU or numpy)."""
     if isinstance(x, np.ndarray):
+        if x.dtype in ML_DTYPES.values():
+            return x.view(dtypes.storage_numpy(dtype))
         return x
     t = x.detach()
     if dtype == "bfloat16":

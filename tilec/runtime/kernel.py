@@ -6,26 +6,33 @@ interpreter), and asks the target to build it. The ``JITKernel`` checks and conv
 (``args.py``), allocates the ``out_idx`` outputs and runs the target's ``Executable``.
 
 Return convention: outputs come back as torch tensors when any input was a torch tensor (bfloat16 as
-``torch.bfloat16``, float8_e4m3 as ``torch.float8_e4m3fn``) and as numpy arrays otherwise, in the same
-storage dtype numpy inputs use (bfloat16 as uint16 bits, float8_e4m3 as uint8 bits; see
-``tilec.numerics.to_float32``), so one kernel's outputs feed the next unchanged. One output is returned
-bare, several as a list, none as ``None``.
+``torch.bfloat16``, float8_e4m3 as ``torch.float8_e4m3fn``) and as numpy arrays otherwise (also for
+DLPack-only inputs: numpy arrays speak DLPack, so the caller's library takes them back with its
+``from_dlpack``). Numpy bfloat16/float8_e4m3 outputs are ``ml_dtypes.bfloat16`` /
+``ml_dtypes.float8_e4m3fn`` arrays when any input was an ml_dtypes array, else the storage bits numpy
+inputs of those types use (uint16 / uint8; see ``tilec.numerics.to_float32``), so one kernel's outputs
+feed the next unchanged. One output is returned bare, several as a list, none as ``None``.
+
+Non-contiguous arguments (strided views, transposes) are copied to contiguous temporaries, with one
+``TilecWarning`` per kernel; parameters the kernel writes are copied back into the caller's arrays after
+the run. ``compile(..., strict=True)`` refuses them with a TilecError instead.
 """
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any, Optional, Sequence
 
 from .. import targets as target_registry
 from ..targets import as_func
-from ..errors import TilecError
+from ..errors import TilecError, TilecWarning
 from ..ir import nodes
 from ..ir.verifier import verify
 from . import args as argmod
 
 
 # compile() options that the JITKernel uses and the target never sees.
-RUNTIME_OPTIONS = frozenset({"poison_outputs"})
+RUNTIME_OPTIONS = frozenset({"poison_outputs", "strict"})
 
 
 # The tile passes each target runs when ``compile`` is not told otherwise (``passes=None``). The
@@ -172,6 +179,10 @@ class JITKernel:
         # Fill outputs with NaN before each run (the CLI's --check and the tests turn this on).
         self.poison_outputs = bool(options.get("poison_outputs", False))
         self._runnable = False  # target.available() is asked once, at the first call
+        # Refuse non-contiguous arguments instead of copying them.
+        self.strict = bool(options.get("strict", False))
+        self._warned_copy = False
+        self._written: Optional[set[str]] = None
 
     @property
     def target_name(self) -> str:
@@ -203,6 +214,11 @@ class JITKernel:
         self.ensure_runnable()
         bound = self.bind(inputs)
         self.executable.run(bound.args, bound.dims)
+        for original, temporary in bound.copy_back:
+            if argmod.is_torch_tensor(original):
+                original.copy_(temporary)
+            else:
+                original[...] = temporary
         if not bound.outputs:
             return None
         return bound.outputs[0] if len(bound.outputs) == 1 else list(bound.outputs)
@@ -216,15 +232,20 @@ class JITKernel:
             raise TilecError(f"kernel '{self.func.name}' takes {len(self.input_idx)} input(s) ({names}), "
                              f"got {len(inputs)}{note}")
         kind = self.target.array_kind
+        use_torch = kind == "torch-cuda" or any(argmod.is_torch_tensor(x) for x in inputs)
+        ml_out = not use_torch and any(argmod.is_ml_dtypes(x) for x in inputs)
+        inputs, copy_back = self._prepare(inputs, kind)
         shapes = {i: argmod.check_array(self.params[i], x, kind) for i, x in zip(self.input_idx, inputs)}
         dims = argmod.bind_dims(self.params, shapes)
-        use_torch = kind == "torch-cuda" or any(argmod.is_torch_tensor(x) for x in inputs)
         device = next((x.device for x in inputs if argmod.is_torch_tensor(x)),
                       "cuda" if kind == "torch-cuda" else "cpu")
         arrays: dict[int, Any] = dict(zip(self.input_idx, inputs))
         outputs = []
         for i in self.out_idx:
-            arrays[i] = argmod.allocate(self.params[i], dims, use_torch, device, self.poison_outputs)
+            p = self.params[i]
+            arrays[i] = argmod.allocate(p, dims, use_torch, device, self.poison_outputs)
+            if ml_out and p.dtype in argmod.ML_DTYPES:
+                arrays[i] = arrays[i].view(argmod.ML_DTYPES[p.dtype])
             outputs.append(arrays[i])
         missing = [s for s in argmod.symbols_of(self.params) if s not in dims]
         if missing:
@@ -234,7 +255,40 @@ class JITKernel:
         for i, p in enumerate(self.params):
             a = arrays[i]
             run_args.append(argmod.to_storage_numpy(a, p.dtype) if kind == "numpy" else a)
-        return argmod.BoundCall(run_args, dims, outputs, use_torch)
+        return argmod.BoundCall(run_args, dims, outputs, use_torch, copy_back)
+
+    def written_params(self) -> set[str]:
+        """Names of the parameters the kernel writes (stores, tile-op destinations)."""
+        if self._written is None:
+            from ..passes.analysis import writes
+            self._written = {b.name for b in writes(self.func.body)}
+        return self._written
+
+    def _prepare(self, inputs: Sequence[Any], kind: str) -> tuple[list[Any], list[tuple[Any, Any]]]:
+        """DLPack objects as numpy arrays / torch tensors; non-contiguous arguments as contiguous copies
+        (warned once per kernel, refused under ``strict``), with the (caller's, copy) pairs of the
+        parameters the kernel writes, to copy back after the run."""
+        out: list[Any] = []
+        copy_back: list[tuple[Any, Any]] = []
+        copied: list[str] = []
+        for i, x in zip(self.input_idx, inputs):
+            p = self.params[i]
+            if not (isinstance(x, argmod.np.ndarray) or argmod.is_torch_tensor(x)) and argmod.is_dlpack(x):
+                x = argmod.from_dlpack(p, x, kind)
+            if (isinstance(x, argmod.np.ndarray) or argmod.is_torch_tensor(x)) and not argmod.is_contiguous(x):
+                c = argmod.as_contiguous(p, x, self.strict)
+                copied.append(p.name)
+                if p.name in self.written_params():
+                    copy_back.append((x, c))
+                x = c
+            out.append(x)
+        if copied and not self._warned_copy:
+            self._warned_copy = True
+            warnings.warn(f"kernel '{self.func.name}': non-contiguous argument(s) {', '.join(copied)} copied to "
+                          f"contiguous temporaries (and written back if the kernel writes them); pass "
+                          f"contiguous arrays to avoid the copies, or compile with strict=True to refuse them",
+                          TilecWarning, stacklevel=4)
+        return out, copy_back
 
 
 def compile(prim_func: Any, out_idx: Any = None, target: Any = "auto",  # noqa: A001 - TileLang's name

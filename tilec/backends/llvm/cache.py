@@ -91,6 +91,7 @@ def lookup(key: str) -> Optional[tuple[dict, Path]]:
         return None
     if hashlib.sha256(data).hexdigest() != manifest.get("sha256"):
         return None
+    runtime_cache.touch([d / f"{key}.json", lib, d / f"{key}.ll"])  # a hit: most recently used
     return manifest, lib
 
 
@@ -102,6 +103,7 @@ def store(key: str, library: bytes, meta: dict, llvm_ir: str) -> tuple[dict, Pat
     atomic_write(d / f"{key}.ll", llvm_ir.encode())
     manifest = {"library": lib.name, "sha256": digest, "meta": meta, "ir": f"{key}.ll"}
     atomic_write(d / f"{key}.json", json.dumps(manifest).encode())
+    runtime_cache.committed([lib, d / f"{key}.json", d / f"{key}.ll"])  # trim the cache to TILEC_CACHE_MAX
     return manifest, lib
 
 

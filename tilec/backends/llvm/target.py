@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 from tilec.ir import nodes as n
+from tilec.runtime import cache as runtime_cache
 
 from . import cache
 from .aot import c_compiler, link_shared
@@ -74,6 +75,7 @@ def compile_object(func: n.Func, options: Optional[dict] = None, jit: bool = Fal
             entry = json.loads(meta_path.read_text())
             data = obj_path.read_bytes()
             if hashlib.sha256(data).hexdigest() == entry["sha256"]:
+                runtime_cache.touch([obj_path, meta_path])
                 return data, entry["meta"]
         except (OSError, ValueError, KeyError, TypeError):
             pass                                   # a corrupt entry is a miss: rebuild and overwrite
@@ -83,6 +85,7 @@ def compile_object(func: n.Func, options: Optional[dict] = None, jit: bool = Fal
     if cache.enabled():
         cache.atomic_write(obj_path, obj)
         cache.atomic_write(meta_path, json.dumps({"sha256": hashlib.sha256(obj).hexdigest(), "meta": meta}).encode())
+        runtime_cache.committed([obj_path, meta_path])
     return obj, meta
 
 
