@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 
+import ml_dtypes
 import numpy as np
 import pytest
 import torch
@@ -58,9 +59,10 @@ def test_jit_dynamic_rows_torch_and_numpy(target):
     yb = kb(xb)
     assert yb.dtype == torch.bfloat16
     assert torch.equal(yb, (xb.float() * 2 + 1).to(torch.bfloat16))
-    bits = kb(xb.view(torch.int16).numpy().view(np.uint16))  # numpy in: bit patterns out
-    assert bits.dtype == np.uint16
-    np.testing.assert_array_equal(numerics.to_float32(bits, "bfloat16"), yb.float().numpy())
+    out = kb(xb.view(torch.int16).numpy().view(np.uint16))  # numpy bits in: ml_dtypes.bfloat16 out
+    assert out.dtype == np.dtype(ml_dtypes.bfloat16)
+    np.testing.assert_array_equal(numerics.to_float32(out, "bfloat16"), yb.float().numpy())
+    np.testing.assert_array_equal(out.view(np.uint16), yb.view(torch.int16).numpy().view(np.uint16))
     with pytest.raises(TilecError, match=r"parameter 'X': expected shape \[M, 32\], got \[40, 31\]"):
         k(torch.randn(40, 31))
     assert "main" in k.get_kernel_source()

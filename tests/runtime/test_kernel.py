@@ -1,6 +1,7 @@
 """tilec.compile / JITKernel: argument checks, dimension binding, out_idx, numpy and torch arrays."""
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 import pytest
 import torch
@@ -76,7 +77,7 @@ def test_bfloat16_numpy_inputs_are_bit_patterns(fake, rng):
     a32, b32 = _inputs(rng)
     a, b = numerics.from_float32(a32, "bfloat16"), numerics.from_float32(b32, "bfloat16")
     c = k(a, b)
-    assert c.dtype == np.uint16  # numpy in, storage dtype out
+    assert c.dtype == np.dtype(ml_dtypes.bfloat16)  # numpy bits in, ml_dtypes values out
     got = numerics.to_float32(c, "bfloat16")
     ref = numerics.to_float32(a, "bfloat16") + numerics.to_float32(b, "bfloat16")
     assert np.linalg.norm(got - ref) / np.linalg.norm(ref) < 1e-2

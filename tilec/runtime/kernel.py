@@ -9,9 +9,9 @@ Return convention: outputs come back as torch tensors when any input was a torch
 ``torch.bfloat16``, float8_e4m3 as ``torch.float8_e4m3fn``) and as numpy arrays otherwise (also for
 DLPack-only inputs: numpy arrays speak DLPack, so the caller's library takes them back with its
 ``from_dlpack``). Numpy bfloat16/float8_e4m3 outputs are ``ml_dtypes.bfloat16`` /
-``ml_dtypes.float8_e4m3fn`` arrays when any input was an ml_dtypes array, else the storage bits numpy
-inputs of those types use (uint16 / uint8; see ``tilec.numerics.to_float32``), so one kernel's outputs
-feed the next unchanged. One output is returned bare, several as a list, none as ``None``.
+``ml_dtypes.float8_e4m3fn`` arrays (values, not bits: ``.astype(np.float32)`` works); numpy inputs of
+those types may be ml_dtypes arrays or their storage bits (uint16 / uint8), so one kernel's outputs
+feed the next unchanged and ``out.view(np.uint16)`` gives the bits. One output is returned bare, several as a list, none as ``None``.
 
 Non-contiguous arguments (strided views, transposes) are copied to contiguous temporaries, with one
 ``TilecWarning`` per kernel; parameters the kernel writes are copied back into the caller's arrays after
@@ -233,7 +233,6 @@ class JITKernel:
                              f"got {len(inputs)}{note}")
         kind = self.target.array_kind
         use_torch = kind == "torch-cuda" or any(argmod.is_torch_tensor(x) for x in inputs)
-        ml_out = not use_torch and any(argmod.is_ml_dtypes(x) for x in inputs)
         inputs, copy_back = self._prepare(inputs, kind)
         shapes = {i: argmod.check_array(self.params[i], x, kind) for i, x in zip(self.input_idx, inputs)}
         dims = argmod.bind_dims(self.params, shapes)
@@ -244,7 +243,7 @@ class JITKernel:
         for i in self.out_idx:
             p = self.params[i]
             arrays[i] = argmod.allocate(p, dims, use_torch, device, self.poison_outputs)
-            if ml_out and p.dtype in argmod.ML_DTYPES:
+            if not use_torch and p.dtype in argmod.ML_DTYPES:
                 arrays[i] = arrays[i].view(argmod.ML_DTYPES[p.dtype])
             outputs.append(arrays[i])
         missing = [s for s in argmod.symbols_of(self.params) if s not in dims]
