@@ -11,7 +11,8 @@ DLPack-only inputs: numpy arrays speak DLPack, so the caller's library takes the
 ``from_dlpack``). Numpy bfloat16/float8_e4m3 outputs are ``ml_dtypes.bfloat16`` /
 ``ml_dtypes.float8_e4m3fn`` arrays (values, not bits: ``.astype(np.float32)`` works); numpy inputs of
 those types may be ml_dtypes arrays or their storage bits (uint16 / uint8), so one kernel's outputs
-feed the next unchanged and ``out.view(np.uint16)`` gives the bits. One output is returned bare, several as a list, none as ``None``.
+feed the next unchanged and ``out.view(np.uint16)`` gives the bits. One output is returned bare, several
+as a list, none as ``None``.
 
 Non-contiguous arguments (strided views, transposes) are copied to contiguous temporaries, with one
 ``TilecWarning`` per kernel; parameters the kernel writes are copied back into the caller's arrays after
