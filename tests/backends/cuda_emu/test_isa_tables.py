@@ -267,12 +267,11 @@ def test_mma_random_vs_float64(ab):
         if k == 16:
             ab_, bb_ = _f16_bits(a, ab), _f16_bits(b, ab)
             dt = torch.float16 if ab == "f16" else torch.bfloat16
-            deq = (lambda bb, dt=dt: torch.from_numpy(bb.view(np.int16)).view(dt).double().numpy())
+            a64, b64 = (torch.from_numpy(x.view(np.int16)).view(dt).double().numpy() for x in (ab_, bb_))
         else:
             ab_, bb_ = _fp8_bits(a, ab), _fp8_bits(b, ab)
             dt = torch.float8_e4m3fn if ab == "e4m3" else torch.float8_e5m2
-            deq = (lambda bb, dt=dt: torch.from_numpy(bb).view(dt).double().numpy())
-        a64, b64 = deq(ab_), deq(bb_)
+            a64, b64 = (torch.from_numpy(x).view(dt).double().numpy() for x in (ab_, bb_))
         d = H.mma(k, ab, _frag_regs(at, a.shape, ab_, per, bits, 4), _frag_regs(bt, b.shape, bb_, per, bits, 2),
                   _c_regs(c))
         got = _d_matrix(d)
@@ -349,7 +348,8 @@ def _prelude_layouts() -> ctypes.CDLL:
     for r, p in ((64, 64), (64, 32), (128, 64)):
         src.append(f"int panel_{r}_{p}(int r, int c) {{ return tilec::swz_panel<{r}, {p}>(r, c); }}")
     src.append("}")
-    out = H.runtime_cache.cache_dir("cuda-emu-isa") / f"prelude-{hashlib.sha256(chr(10).join(src).encode()).hexdigest()[:20]}.so"
+    key = hashlib.sha256("\n".join(src).encode()).hexdigest()[:20]
+    out = H.runtime_cache.cache_dir("cuda-emu-isa") / f"prelude-{key}.so"
     if not out.exists():
         cpp = out.with_suffix(".cpp")
         cpp.write_text("\n".join(src))
@@ -403,7 +403,8 @@ def test_codegen_ldmatrix_addresses_build_mma_fragments(trans_a, trans_b, x4):
     """gemm.py's per-lane ldmatrix addresses (the strings it writes into the CUDA, evaluated) with its .trans
     choices, read through the ISA's ldmatrix table, give each lane the ISA's mma A / B fragment elements."""
     from tilec.backends.cuda import gemm
-    ev = (lambda e, **v: eval(e, {}, v))  # noqa: S307 -- the generator's own C/Python expressions
+    def ev(e, **v):
+        return eval(e, {}, v)  # noqa: S307 -- the generator's own C/Python expressions
     env = {"_wm0": 0, "_wn0": 0, "_mt": 0, "_kk": 0, "_np": 0, "_nt": 0}
     # A: 16x16 operand stored [M, K] (or [K, M] when trans_a); element id = (m, k)
     rows = {lane: tuple(ev(e, _lane=lane, **env) for e in gemm.A_ADDR[trans_a]) for lane in range(32)}
@@ -446,7 +447,8 @@ def test_codegen_wgmma_descriptors_address_smem_layout(rows, panel, mn_major):
     lbo, sbo, mode = desc_fields(buf, mn_major)
     swz = getattr(_prelude_layouts(), f"panel_{rows}_{panel}")
     base = 1024 * 3  # a 1024-byte aligned buffer start
-    elem = (lambda r, c: base + 2 * swz(r, c))
+    def elem(r, c):
+        return base + 2 * swz(r, c)
     for step in range(2):
         if not mn_major:  # [MN, K] buffer, K contiguous: descriptor at (mn0, k0 = 16*step)
             start = elem(0, 16 * step)
