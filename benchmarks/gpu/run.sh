@@ -17,4 +17,6 @@ if [ -z "$PY" ]; then
   if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+# 0. the emulator's instructions (tilec_emu/isa.h) vs this GPU, bit for bit (< 60 s; a mismatch is reported, not fatal)
+"$PY" benchmarks/gpu/emu_isa_check.py || echo "emu_isa_check: FAILED (cuda-emu disagrees with the GPU, see above)"
 exec "$PY" benchmarks/gpu/bench.py "$@"
