@@ -31,6 +31,7 @@ class Target(Protocol):
     name: str
     description: str
     array_kind: str   # "numpy" (host memory) or "torch-cuda"
+    # optional ``family``: the target whose generated code this one runs (``cuda-emu``: "cuda"); see family()
 
     def available(self) -> tuple[bool, str]: ...   # (usable here?, why not)
 
@@ -83,6 +84,19 @@ def get(name: str) -> Target:
             raise TilecError(f"unknown target '{name}' (known: {', '.join(names())})")
         _registry.instances[name] = _registry.factories[name]()
     return _registry.instances[name]
+
+
+def family(name: str) -> str:
+    """The family of target ``name``: the target whose generated code it runs, by its ``family``
+    attribute (``cuda-emu`` executes the ``cuda`` target's CUDA C++ on the CPU, so its family is
+    ``"cuda"``); a target without one, or a name that is not a registered target, is its own family.
+
+    Choices that depend on the hardware a kernel is written for (tile sizes, the dtype a GEMM multiplies
+    in) key on the family, so an emulating target builds exactly the kernels the real one ships."""
+    _load_entry_points()
+    if name not in _registry.factories:
+        return name
+    return getattr(get(name), "family", None) or name
 
 
 def as_func(kernel: Any) -> Func:

@@ -71,6 +71,8 @@ def test_target_agrees_with_the_interpreter(name):
         ran += 1
     assert not bad, f"{name}: {statuses}\n{_show(bad)}"
     assert statuses["agree"] + statuses["compiled"] >= 1, f"{name} accepted no program: {statuses}"
+    if getattr(targets[name], "array_kind", "numpy") == "numpy":   # executing targets (cuda-emu too) run
+        assert statuses["agree"] >= MIN_PROGRAMS, f"{name} executed too few programs: {statuses}"
 
 
 def test_passes_are_idempotent_on_random_programs():

@@ -23,7 +23,7 @@ from kernel_common import gen  # noqa: E402
 
 from tilec.models.deepseek_v32 import ref_ops  # noqa: E402
 from tilec.models.deepseek_v32.config import CONFIG_TINY  # noqa: E402
-from tilec.models.deepseek_v32.kernels import indexer, mla_decode, sparse_mla, topk  # noqa: E402
+from tilec.models.deepseek_v32.kernels import fp8_mma_dtype, indexer, mla_decode, sparse_mla, topk  # noqa: E402
 
 from tilec import targets  # noqa: E402
 
@@ -49,7 +49,7 @@ def indexer_case(name: str, target: str):
     ref = ref_ops.fp8_index(q, w, k, ks)
     if off is not None:
         ref = ref + causal_mask(m, n, off)
-    mma = "bfloat16" if target in ("ascend", "cuda-emu") else None  # cuda-emu: the mma.sync path
+    mma = fp8_mma_dtype(target)      # what the wrapper picks: bf16 on ascend, FP8 on cuda and cuda-emu
     out = run_kernel(indexer.fp8_index_kernel, (h, d, off, None, 128, "float8_e4m3", mma), [4],
                      target, q, w, k, ks)
     return out, ref

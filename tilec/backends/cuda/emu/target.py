@@ -70,6 +70,7 @@ def _aligned_copy(a: np.ndarray) -> np.ndarray:
 
 class CudaEmuTarget:
     name = "cuda-emu"
+    family = "cuda"   # runs the cuda target's kernels: tile choices key on the family (targets.family)
     description = "the CUDA target's C++ run on the CPU: fibers per thread, exact ldmatrix/mma/cp.async (g++)"
     array_kind = "numpy"
     source_suffix = ".cu"

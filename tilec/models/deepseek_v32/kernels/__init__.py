@@ -21,9 +21,11 @@ The user guide is ``docs/deepseek_kernels.md``.
   FP8), the weighted combine with the shared expert, and the dense MLP; re-exports ``gate``.
 
 The oracles are ``tilec.models.deepseek_v32.ref_ops`` and the helpers under ``tests/models/kernels/``.
-``compiled`` below is the one memo every wrapper uses; ``resolve_target``, ``fp8_mma_dtype`` and
-``dtype_name`` are the wrappers' shared choices. Nothing here is imported eagerly: ``import tilec`` and
-this package stay cheap; the frontend and the targets load when a kernel is first built.
+``compiled`` below is the one memo every wrapper uses; ``resolve_target``, ``tile_family``,
+``fp8_mma_dtype`` and ``dtype_name`` are the wrappers' shared choices. Tile sizes key on the target's
+family (``tilec.targets.family``), so ``cuda-emu`` builds exactly the kernels ``cuda`` ships.
+Nothing here is imported eagerly: ``import tilec`` and this package stay cheap; the frontend and the
+targets load when a kernel is first built.
 The sequence dimensions of the attention kernels are symbolic (``T.dynamic``), so a decode loop whose
 cache grows reuses one compiled kernel (the top-k selector recompiles when the length doubles).
 """
@@ -57,11 +59,17 @@ def resolve_target(target: str) -> str:
     return auto_target()
 
 
+def tile_family(target: str) -> str:
+    """The family whose tile configuration ``target`` (``"auto"`` resolved) gets: ``"cuda"`` for
+    ``cuda`` and ``cuda-emu``, else the target's own name (``tilec.targets.family``)."""
+    from tilec.targets import family
+    return family(resolve_target(target))
+
+
 def fp8_mma_dtype(target: str) -> Optional[str]:
     """The dtype an FP8 kernel's GEMM operands are widened to on ``target``: bfloat16 on ascend (the
-    910B's Cube has no FP8 instruction; every e4m3 value is exact in bf16), else None (keep float8).
-    ``"auto"`` never resolves to ascend, so it needs no resolving here."""
-    return "bfloat16" if target == "ascend" else None
+    910B's Cube has no FP8 instruction; every e4m3 value is exact in bf16), else None (keep float8)."""
+    return "bfloat16" if tile_family(target) == "ascend" else None
 
 
 def dtype_name(dtype: Any) -> str:

@@ -15,7 +15,7 @@ from typing import Optional
 
 import tilec.language as T
 
-from . import compiled, fp8_mma_dtype, resolve_target
+from . import compiled, fp8_mma_dtype, resolve_target, tile_family
 
 
 def fp8_index_kernel(h: int, d: int, causal_offset: Optional[int] = None, block_M: Optional[int] = None,
@@ -90,7 +90,7 @@ def fp8_index(q, q_s, k, k_s, causal_offset: Optional[int] = None, target: str =
     mma = fp8_mma_dtype(target)   # bfloat16 on ascend: no FP8 Cube instruction
     # 256 keys measured faster on the cpu; 128 on cuda (TileLang's chunk) and on ascend (at 64 heads,
     # 256 keys need 250 KiB of the 910B's 192 KiB Unified Buffer)
-    block_N = tiles.get("block_N", 128 if target in ("cuda", "ascend") else 256)
+    block_N = tiles.get("block_N", 128 if tile_family(target) in ("cuda", "ascend") else 256)
     args = (h, d, causal_offset, tiles.get("block_M"), block_N, "float8_e4m3", mma)
     kernel = compiled(fp8_index_kernel, args, [4], target)
     return kernel(q.contiguous(), q_s.float().contiguous(), k.contiguous(), k_s.float().contiguous())

@@ -23,7 +23,7 @@ import torch
 
 import tilec.language as T
 
-from . import compiled, fp8_mma_dtype, resolve_target
+from . import compiled, fp8_mma_dtype, resolve_target, tile_family
 from .moe_gate import gate, gate_kernel  # noqa: F401 - re-exported: step 1 of the pipeline
 from .moe_layer import moe_kernel, moe_tiles  # noqa: F401 - re-exported: the bf16 layer in one kernel
 from ..specs import FP8_LAYER_TARGETS
@@ -343,7 +343,8 @@ def moe(x: torch.Tensor, p: dict, args, target: str = "auto", block_M: int = 0) 
     q = p.get("shared")
     target = resolve_target(target)
     fp8 = p["w1"].dtype == torch.float8_e4m3fn
-    if (fp8 and target not in FP8_LAYER_TARGETS) or (q is not None and q["w1"].shape != p["w1"].shape[1:]):
+    if (fp8 and tile_family(target) not in FP8_LAYER_TARGETS) or (
+            q is not None and q["w1"].shape != p["w1"].shape[1:]):
         return moe_padded(x, p, args, target, block_M)
     shape = x.shape
     x2 = x.reshape(-1, args.dim).contiguous()

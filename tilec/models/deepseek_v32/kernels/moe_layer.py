@@ -19,6 +19,8 @@ K slabs scaled by the activation and weight block scales, exactly as ``moe.moe_p
 """
 import tilec.language as T
 
+from . import tile_family
+
 F32 = "float32"
 I32 = "int32"
 BF16 = "bfloat16"
@@ -38,7 +40,7 @@ def moe_tiles(D: int, I: int, target: str = "cpu", block_M: int = 0, fp8: bool =
     a weight chunk is copied once per segment) and 128-row ragged tiles; other targets: 128-deep K slabs
     and 64-wide chunks that fit shared memory / the Unified Buffer, full tiles. FP8: 128-deep K slabs
     (one weight scale each) and column chunks within one 128-row scale block."""
-    cpu = target == "cpu"
+    cpu = tile_family(target) == "cpu"
     if fp8:
         return dict(block_M=block_M or (128 if cpu else 32), block_I=_fit(I, 128 if cpu else 64),
                     block_D=_fit(D, 128 if cpu else 64), block_K=128, block_K2=128, shared_rows=128,

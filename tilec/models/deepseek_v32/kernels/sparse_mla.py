@@ -24,7 +24,7 @@ import torch
 
 import tilec.language as T
 
-from . import compiled, dtype_name, resolve_target
+from . import compiled, dtype_name, resolve_target, tile_family
 
 LOG2E = 1.4426950408889634
 LN2 = math.log(2.0)
@@ -153,4 +153,4 @@ def default_block_H(h: int, target: str) -> int:
     """Heads per block. cpu/interp: all (the gather is shared by them). cuda: at most 64, the output
     accumulator [block_H, 512] fp32 lives in registers. ascend: at most 16, so the tiles fit the 910B's
     192 KiB Unified Buffer at d_qk 576 / d_v 512 (32 heads need 221 KiB)."""
-    return min(h, {"cuda": 64, "ascend": 16}.get(target, h))
+    return min(h, {"cuda": 64, "ascend": 16}.get(tile_family(target), h))
