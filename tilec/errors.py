@@ -71,3 +71,25 @@ def format_diagnostic(kind: str, message: str, loc: Optional[Loc], note: str = "
     if note:
         text += f"\n  note: {note}"
     return text
+
+
+# Optional dependencies and the extra that installs each (pyproject.toml [project.optional-dependencies]).
+EXTRAS = {"torch": "torch", "safetensors": "model", "tokenizers": "model", "matplotlib": "plot"}
+
+
+def missing_extra(module: str, what: str) -> TilecError:
+    """The error for an optional package that is not installed: names the ``pip install tilec[...]``."""
+    extra = EXTRAS.get(module.split(".")[0], "")
+    fix = f"pip install tilec[{extra}]" if extra else f"pip install {module}"
+    return TilecError(f"{what} needs the '{module}' package, which is not installed: {fix}")
+
+
+def require(module: str, what: str):
+    """Import optional ``module`` or raise ``missing_extra``'s TilecError (never a bare ImportError)."""
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name and e.name.split(".")[0] == module.split(".")[0]:
+            raise missing_extra(module, what) from None
+        raise
