@@ -200,7 +200,7 @@ def test_bare_venv_tilec_run_without_torch(bare_venv: Path, tmp_path: Path) -> N
     model = subprocess.run([tilec, "model", "init", "--config", "tiny", "-o", "tiny.safetensors"],
                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert model.returncode == 2, (model.stdout, model.stderr)
-    assert "pip install tilec[torch]" in model.stderr and "Traceback" not in model.stderr
+    assert "pip install tilec[model]" in model.stderr and "Traceback" not in model.stderr
 
 
 def test_fuzz_save_defaults_to_the_current_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -306,7 +306,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from .errors import EXTRAS, missing_extra
         if (e.name or "").split(".")[0] not in EXTRAS:
             raise
-        print(missing_extra(e.name, f"tilec {ns.command}").render(), file=sys.stderr)
+        extra = "model" if ns.command == "model" else ""   # the model extra brings torch too
+        print(missing_extra(e.name, f"tilec {ns.command}", extra).render(), file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         return 130

@@ -1,7 +1,7 @@
 """Diagnostics: user errors at a source location, and internal compiler errors.
 
 A ``TilecError`` is the user's mistake: it renders as ``file:line:col: error: message``, the source
-line, and a caret under the column (DESIGN.md, decision 7). An ``InternalError`` is tilec's bug: it
+line, and a caret under the column (docs/design.md, decision 7). An ``InternalError`` is tilec's bug: it
 names the pass that failed. The CLI prints either without a Python traceback.
 """
 from __future__ import annotations
@@ -77,9 +77,10 @@ def format_diagnostic(kind: str, message: str, loc: Optional[Loc], note: str = "
 EXTRAS = {"torch": "torch", "safetensors": "model", "tokenizers": "model", "matplotlib": "plot"}
 
 
-def missing_extra(module: str, what: str) -> TilecError:
-    """The error for an optional package that is not installed: names the ``pip install tilec[...]``."""
-    extra = EXTRAS.get(module.split(".")[0], "")
+def missing_extra(module: str, what: str, extra: str = "") -> TilecError:
+    """The error for an optional package that is not installed: names the ``pip install tilec[...]``
+    (``extra``, else the one that installs ``module``)."""
+    extra = extra or EXTRAS.get(module.split(".")[0], "")
     fix = f"pip install tilec[{extra}]" if extra else f"pip install {module}"
     return TilecError(f"{what} needs the '{module}' package, which is not installed: {fix}")
 

@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
                         "kernel tilec.compile builds by default (default: on; --no-after-passes: only the "
                         "programs as generated)")
     p.add_argument("--no-shrink", action="store_true", help="report disagreements without shrinking")
-    p.add_argument("--save", action="store_true", help="save shrunk disagreements as <target>-<seed>.tir in the current directory")
+    p.add_argument("--save", action="store_true",
+                   help="save shrunk disagreements as <target>-<seed>.tir in the current directory")
     p.add_argument("--save-dir", type=Path, default=None,
                    help="save them in DIR instead (implies --save; a checkout's suite: tests/fuzz/regressions)")
     p.add_argument("--jobs", "-j", type=int, default=1, help="worker processes (default 1)")

@@ -1,7 +1,7 @@
 """The process-wide LLVM state of the CPU backend: target machine, optimizer, JIT engine, object emission.
 
 llvmlite is initialised once; one host target machine and one long-lived MCJIT engine live for the
-whole process (specs/llvm_cpu.md: an engine takes ownership of its target machine, and reusing a target
+whole process (docs/backends/cpu.md: an engine takes ownership of its target machine, and reusing a target
 machine after its engine died segfaulted). Every compiled kernel module is added to that engine.
 Object files for the ahead-of-time path come from a second target machine that is never given to an
 engine. This module is the only place that talks to ``llvmlite.binding``.
