@@ -187,11 +187,12 @@ def test_bare_venv_compiles_and_runs_on_cpu_without_torch(bare_venv: Path, tmp_p
 def test_bare_venv_tilec_run_without_torch(bare_venv: Path, tmp_path: Path) -> None:
     tilec = str(bare_venv / "bin" / "tilec")
     env = _bare_env(tmp_path)
-    shutil.copy(ROOT / "examples" / "softmax.py", tmp_path / "softmax.py")
-    ran = subprocess.run([tilec, "run", "softmax.py", "--target", "cpu"], cwd=tmp_path, env=env,
+    for name in ("softmax.py", "gemm.py"):    # float32 and float16 inputs, drawn with numpy here
+        shutil.copy(ROOT / "examples" / name, tmp_path / name)
+    ran = subprocess.run([tilec, "run", "softmax.py", "gemm.py", "--target", "cpu"], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=120)
     assert ran.returncode == 0, ran.stderr
-    assert "on cpu" in ran.stdout
+    assert "softmax.py: softmax(" in ran.stdout and "gemm.py: gemm(" in ran.stdout, ran.stdout
     # --check needs the torch reference(): a clear error naming the extra, never a traceback.
     checked = subprocess.run([tilec, "run", "softmax.py", "--target", "cpu", "--check"], cwd=tmp_path,
                              env=env, capture_output=True, text=True, timeout=120)
@@ -201,6 +202,16 @@ def test_bare_venv_tilec_run_without_torch(bare_venv: Path, tmp_path: Path) -> N
                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert model.returncode == 2, (model.stdout, model.stderr)
     assert "pip install tilec[model]" in model.stderr and "Traceback" not in model.stderr
+
+
+def test_missing_extra_names_the_pip_install() -> None:
+    from tilec.errors import TilecError, missing_extra, require
+    assert "pip install tilec[torch]" in str(missing_extra("torch", "x"))
+    assert "pip install tilec[model]" in str(missing_extra("tokenizers", "x"))
+    assert "pip install tilec[plot]" in str(missing_extra("matplotlib", "x"))
+    assert require("numpy", "x").__name__ == "numpy"
+    with pytest.raises(TilecError, match=r"'no_such_module_17' package, which is not installed"):
+        require("no_such_module_17", "x")
 
 
 def test_fuzz_save_defaults_to_the_current_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
