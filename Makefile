@@ -33,7 +33,8 @@ bench: venv
 # `make fuzz N=2000 SEED=0 JOBS=2`: random tile programs on the pass pipeline and every target here (cuda-emu
 # executes the CUDA code on the CPU; cuda
 # compiled only without a GPU), as generated and after the passes, checked against the interpreter;
-# FUZZ_ARGS passes more options (`--save`, `--time-limit S`, `--progress K`, `--targets cpu`).
+# FUZZ_ARGS passes more options (`--save` into the current directory, `--save-dir tests/fuzz/regressions`,
+# `--time-limit S`, `--progress K`, `--targets cpu`).
 fuzz: venv
 	$(PY) -m tilec.fuzz --n $(or $(N),2000) --seed $(or $(SEED),0) --jobs $(or $(JOBS),2) $(FUZZ_ARGS)
 

@@ -338,6 +338,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except InternalError as e:
         print(str(e), file=sys.stderr)
         return EXIT_INTERNAL
+    except ModuleNotFoundError as e:   # an optional extra (torch, tokenizers, ...) is not installed
+        from .errors import EXTRAS, missing_extra
+        if (e.name or "").split(".")[0] not in EXTRAS:
+            raise
+        extra = "model" if ns.command == "model" else ""   # the model extra brings torch too
+        print(missing_extra(e.name, f"tilec {ns.command}", extra).render(), file=sys.stderr)
+        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         return 130
 

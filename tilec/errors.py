@@ -1,7 +1,7 @@
 """Diagnostics: user errors at a source location, and internal compiler errors.
 
 A ``TilecError`` is the user's mistake: it renders as ``file:line:col: error: message``, the source
-line, and a caret under the column (DESIGN.md, decision 7). An ``InternalError`` is tilec's bug: it
+line, and a caret under the column (docs/design.md, decision 7). An ``InternalError`` is tilec's bug: it
 names the pass that failed. The CLI prints either without a Python traceback.
 """
 from __future__ import annotations
@@ -77,3 +77,26 @@ class TilecWarning(UserWarning):
     """Warnings tilec gives about a call that works but costs more than it should (e.g. a non-contiguous
     argument copied to a contiguous temporary); ``warnings.simplefilter("error", TilecWarning)`` makes
     them errors, ``compile(..., strict=True)`` refuses such calls."""
+
+
+# Optional dependencies and the extra that installs each (pyproject.toml [project.optional-dependencies]).
+EXTRAS = {"torch": "torch", "safetensors": "model", "tokenizers": "model", "matplotlib": "plot"}
+
+
+def missing_extra(module: str, what: str, extra: str = "") -> TilecError:
+    """The error for an optional package that is not installed: names the ``pip install tilec[...]``
+    (``extra``, else the one that installs ``module``)."""
+    extra = extra or EXTRAS.get(module.split(".")[0], "")
+    fix = f"pip install tilec[{extra}]" if extra else f"pip install {module}"
+    return TilecError(f"{what} needs the '{module}' package, which is not installed: {fix}")
+
+
+def require(module: str, what: str):
+    """Import optional ``module`` or raise ``missing_extra``'s TilecError (never a bare ImportError)."""
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name and e.name.split(".")[0] == module.split(".")[0]:
+            raise missing_extra(module, what) from None
+        raise

@@ -1,4 +1,4 @@
-"""The target registry: how a backend plugs into tilec (DESIGN.md, decision 5).
+"""The target registry: how a backend plugs into tilec (docs/design.md, decision 5).
 
 A target is an object with a ``name``, a ``description``, and ``build(func, options) -> Executable``.
 The core never imports a backend by name: targets come from the ``tilec.targets`` entry-point group

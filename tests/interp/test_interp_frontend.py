@@ -284,7 +284,7 @@ def act_quant(N, round_scale, blk_m=32, group_size=128):
 
 @pytest.mark.parametrize("round_scale", [False, True])
 def test_deepseek_act_quant_fp8_with_bit_tricks(round_scale):
-    # DeepSeek-V3.2's act_quant (specs/deepseek_v32.md): bf16 -> fp8 per 128-group, with the
+    # DeepSeek-V3.2's act_quant (docs/deepseek_kernels.md): bf16 -> fp8 per 128-group, with the
     # reinterpret-based fast_log2_ceil / fast_pow2 when scales are rounded to powers of two.
     M, N_ = 70, 256
     x = torch.randn(M, N_, generator=torch.Generator().manual_seed(6)).bfloat16() * 3

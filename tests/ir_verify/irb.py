@@ -62,7 +62,7 @@ def kernel(*stmts, params=(A, B, C), grid=None, block_vars=(BX, BY), threads=128
 
 
 def gemm_body(gemm: N.Gemm | None = None, extra=()) -> tuple:
-    """The body of a tiled GEMM (the dsl.md example); ``gemm`` replaces its T.gemm."""
+    """The body of a tiled GEMM (the docs/language.md example); ``gemm`` replaces its T.gemm."""
     k = v("k")
     g = gemm or N.Gemm(whole(A_s), whole(B_s), whole(C_f), loc=at(10))
     loop = N.For(k, c(0), c(4), "pipelined", (

@@ -1,4 +1,4 @@
-"""The PyTorch reference of DeepSeek-V3.2 against the facts of specs/deepseek_v32.md."""
+"""The PyTorch reference of DeepSeek-V3.2 against the facts of docs/deepseek_kernels.md."""
 import dataclasses
 
 import pytest

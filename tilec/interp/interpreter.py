@@ -1,6 +1,6 @@
 """The reference interpreter: runs a Tile IR ``Func`` on numpy arrays. It defines tilec's semantics.
 
-Every backend is checked against it (DESIGN.md, decision 3), so it stays direct: launches run one after
+Every backend is checked against it (docs/design.md, decision 3), so it stays direct: launches run one after
 another, blocks one by one, statements in order. To be fast enough for real sizes it evaluates a
 ``parallel`` loop nest at once: each parallel loop variable becomes a broadcast index array (one axis per
 loop), expressions become arrays, stores scatter with fancy indexing, and an ``If`` inside the nest

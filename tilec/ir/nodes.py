@@ -1,6 +1,6 @@
 """Tile IR: the node definitions, as small immutable dataclasses.
 
-The IR is plain data (DESIGN.md, decision 1). A module holds kernels (``Func``); a kernel holds global
+The IR is plain data (docs/design.md, decision 1). A module holds kernels (``Func``); a kernel holds global
 parameters and a sequence of launches; a launch is a grid of independent blocks whose body is a
 statement list over named buffers. Tile operations (copy, gemm, fill, reduce, atomic, cumsum) stay
 tile operations until a target lowers them. Every node carries a source location (``loc``). Statement

@@ -1,6 +1,6 @@
 """The IR printer: Tile IR -> its text form (the ``.tir`` format).
 
-Text is the contract between stages (DESIGN.md, decision 2): every node has exactly one printed form,
+Text is the contract between stages (docs/design.md, decision 2): every node has exactly one printed form,
 printing is deterministic, and ``parser.parse`` reads the text back to an equal IR. Cache keys hash the
 output of ``print_func(func, locs=False)``. The form is described for readers in docs/internals.md,
 section "The IR text form"; ``grammar.lark`` is its grammar.

@@ -3,7 +3,7 @@
 It runs after the frontend builds a ``Func`` (and after each pass when the pass manager asks), so that
 later layers can trust the IR: every name is defined before use and never rebound, every buffer is used
 inside the scope of its allocation with its declared type, ranks and dtypes agree, and the tile
-operations obey the shape rules of dsl.md. The walk is one pass in program order; the checks are small
+operations obey the shape rules of docs/language.md. The walk is one pass in program order; the checks are small
 functions in tables (``STMT_CHECKS`` here for statements, ``verify_exprs.EXPR_CHECKS`` for expressions,
 ``verify_tileops`` for tile operations), each raising at the offending node's location with what was
 expected.

@@ -1,7 +1,7 @@
 """Verifier checks for tile operations: copy, gemm, fill, reduce, cumsum, atomic.
 
 Called by ``verifier.py`` through its statement table. Each check validates the operand regions
-(``check_region``), the scopes TileLang accepts, and the shape rules of dsl.md / nodes.py, comparing
+(``check_region``), the scopes TileLang accepts, and the shape rules of docs/language.md / nodes.py, comparing
 extents with ``same_extent`` so that symbolic tiles agree when they are the same expression.
 
 Decisions (the verifier's reading of TileLang, kept here next to the checks that implement them):

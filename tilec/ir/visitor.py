@@ -1,6 +1,6 @@
 """Generic traversal and rewriting of Tile IR, shared by every pass.
 
-Nodes are frozen dataclasses (DESIGN.md, decision 1), so one generic walker over their fields serves every
+Nodes are frozen dataclasses (docs/design.md, decision 1), so one generic walker over their fields serves every
 node type: a node added to ``nodes.py`` needs no change here. The helpers:
 
 - ``walk(node)``: pre-order iteration over every node (statements, expressions, regions, buffers).

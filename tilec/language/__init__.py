@@ -2,7 +2,7 @@
 
 Everything here is a marker the frontend (``tilec.frontend``) recognises when it reads a kernel's source;
 ``T.prim_func`` runs the frontend at decoration time and returns a ``PrimFunc`` holding the Tile IR. The
-language reference is ``specs/dsl.md``. A kernel that worked with ``import tilelang.language as T`` works
+language reference is ``docs/language.md``. A kernel that worked with ``import tilelang.language as T`` works
 with ``import tilec.language as T``.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The pass manager: runs a target's ordered list of passes over a kernel, with the debugging aids.
 
-A ``Pass`` is a name plus a function ``Func -> Func`` (DESIGN.md, decision 1). Each target keeps its
+A ``Pass`` is a name plus a function ``Func -> Func`` (docs/design.md, decision 1). Each target keeps its
 pipeline as a plain list of passes and calls ``run_pipeline(func, passes, options)``. Options (from
 ``tilec.compile(..., **options)`` or the CLI):
 

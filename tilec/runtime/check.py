@@ -2,7 +2,10 @@
 
 Used by ``tilec run [--check]`` and ``make demo``. Inputs are torch tensors (CPU, or CUDA for the cuda
 target): the example's ``make_inputs(params, generator)`` when it has one, else standard normals for
-float parameters and small non-negative integers for integer ones, from a seeded generator. Outputs
+float parameters and small non-negative integers for integer ones, from a seeded generator. Without
+torch (it is the optional ``tilec[torch]`` extra) the inputs are numpy arrays from a seeded numpy
+generator, for the dtypes numpy holds natively; ``make_inputs``, bfloat16/float8 inputs and ``--check``
+(the references are torch code) then stop with an error naming ``pip install tilec[torch]``. Outputs
 are poisoned with NaN before the run, so an element the kernel forgets to write fails the check. The
 error of each output is ``||out - ref|| / ||ref||`` in float64; NaN or a shape mismatch is infinite.
 """
@@ -13,7 +16,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ..errors import TilecError
+import numpy as np
+
+from ..errors import TilecError, missing_extra
 from ..numerics import relative_error
 from ..ir import dtypes, nodes
 from . import args as argmod
@@ -60,7 +65,10 @@ def input_shapes(loaded: LoadedKernel, input_idx: list[int]) -> list[tuple[int, 
 
 def random_inputs(loaded: LoadedKernel, input_idx: list[int], seed: int, device: str) -> list[Any]:
     """Inputs for one run (see the module docstring)."""
-    import torch
+    try:
+        import torch
+    except ModuleNotFoundError:
+        return _numpy_inputs(loaded, input_idx, seed)
     gen = torch.Generator().manual_seed(seed)
     if loaded.make_inputs is not None:
         made = loaded.make_inputs(dict(loaded.params), gen)
@@ -79,11 +87,35 @@ def random_inputs(loaded: LoadedKernel, input_idx: list[int], seed: int, device:
     return out
 
 
+def _numpy_inputs(loaded: LoadedKernel, input_idx: list[int], seed: int) -> list[np.ndarray]:
+    """``random_inputs`` without torch: numpy arrays from a seeded generator."""
+    if loaded.make_inputs is not None:
+        raise missing_extra("torch", f"'{loaded.path}': make_inputs()")
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, shape in zip(input_idx, input_shapes(loaded, input_idx)):
+        p = loaded.func.params[i]
+        storage = dtypes.storage_numpy(p.dtype)
+        if dtypes.is_float(p.dtype):
+            if storage.kind != "f":     # bfloat16 / float8 live in integer bit patterns here
+                raise missing_extra("torch", f"random {p.dtype} input '{p.name}'")
+            out.append(rng.standard_normal(shape, dtype=np.float32).astype(storage))
+        elif p.dtype == "bool":
+            out.append(rng.integers(0, 2, shape).astype(bool))
+        else:
+            out.append(rng.integers(0, 16, shape).astype(storage))
+    return out
+
+
 def call_reference(loaded: LoadedKernel, inputs: list[Any]) -> list[Any]:
     """Call the file's ``reference(*inputs, **params)`` (params it does not accept are left out)."""
     ref = loaded.reference
     if ref is None:
         raise TilecError(f"--check: '{loaded.path}' has no reference() to compare against")
+    try:
+        import torch  # noqa: F401  (the references and relative_error are torch code)
+    except ModuleNotFoundError:
+        raise missing_extra("torch", f"--check (the torch reference() of '{loaded.path}')") from None
     params = dict(loaded.params)
     sig = inspect.signature(ref)
     if not any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):

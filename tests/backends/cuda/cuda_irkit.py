@@ -51,7 +51,7 @@ def loc(line):
 
 def gemm(M=1024, N_=1024, K=1024, bm=128, bn=128, bk=32, dtype="float16", stages=3, threads=128,
          trans_b=False, policy=""):
-    """T.gemm kernel of dsl.md: C = A @ B (or A @ B^T) with a pipelined k loop."""
+    """T.gemm kernel of docs/language.md: C = A @ B (or A @ B^T) with a pipelined k loop."""
     Md = M if isinstance(M, N.Expr) else c(M)
     A = buf("A", (Md, K), dtype)
     B = buf("B", (N_, K) if trans_b else (K, N_), dtype)

@@ -74,7 +74,7 @@ def ceildiv(a, b):
 
 def gemm_kernel(M, N, K, bm=64, bn=64, bk=32, dtype="float32", accum="float32", out_dtype=None,
                 trans_b=False):
-    """The dsl.md GEMM: blocks of C, pipelined K loop with copies into shared tiles."""
+    """The GEMM of docs/language.md: blocks of C, pipelined K loop with copies into shared tiles."""
     out_dtype = out_dtype or dtype
     A = gbuf("A", (M, K), dtype)
     B = gbuf("B", (N, K) if trans_b else (K, N), dtype)

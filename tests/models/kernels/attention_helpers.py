@@ -1,7 +1,7 @@
 """Shared pieces of the attention-kernel tests: inputs, the FlashMLA-semantics oracles, error norms.
 
 The indexer and top-k oracles are ``ref_ops.fp8_index`` / ``ref_ops.topk_indices``; sparse and dense
-MLA follow FlashMLA's ``tests/ref.py`` (specs/deepseek_v32.md §3.7) in fp32: gather, mask invalid
+MLA follow FlashMLA's ``tests/ref.py`` (docs/deepseek_kernels.md §3.7) in fp32: gather, mask invalid
 entries to -inf, natural-log lse, ``out = exp(P - lse) @ kv[:, :d_v]``, out 0 / lse +inf for a row with
 nothing valid. ``relerr`` is ||out - ref|| / ||ref|| over the finite entries after checking that both
 have the same non-finite pattern, so a NaN never passes.

@@ -1,7 +1,7 @@
 """DeepSeek-V3.2 attention kernels (issue 7) against their PyTorch oracles on every target.
 
 Lightning-indexer logits, the DSL top-k selector, sparse MLA prefill, sparse and dense MLA decode:
-each at tiny-config widths (specs/deepseek_v32.md §6: H=4, top-k 16, 128 latent + 16 rope = 144) on
+each at tiny-config widths (docs/deepseek_kernels.md §6: H=4, top-k 16, 128 latent + 16 rope = 144) on
 interp, cpu and ascend, once at a real V3.2 shape on cpu, and built for cuda (nvcc, no GPU).
 Outputs are NaN-poisoned before each run; errors are ||out-ref||/||ref|| with the non-finite pattern
 (-inf masks, +inf lse) required to match exactly.

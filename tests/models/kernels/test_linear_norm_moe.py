@@ -1,6 +1,6 @@
 """DeepSeek-V3.2 linear / norm / RoPE / Hadamard / MoE kernels (issue 7) against the PyTorch oracle.
 
-Each kernel runs on interp, cpu and ascend at tiny-config shapes (specs/deepseek_v32.md §6: dim 256,
+Each kernel runs on interp, cpu and ascend at tiny-config shapes (docs/deepseek_kernels.md §6: dim 256,
 inter 512, moe_inter 128, 16 experts in 4 groups, top-2 groups, 4 active), bf16 and FP8 variants,
 once on cpu at a real V3.2 per-layer shape, and is built for cuda (nvcc, no GPU). Every kernel the
 wrappers build NaN-poisons its outputs; errors are ||out-ref||/||ref|| and a NaN never passes.
@@ -139,7 +139,8 @@ def test_rope_mla_interleaved(target):
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_rope_indexer_non_interleaved(target):
-    """Indexer q [B,S,H,128] and k [B,S,128]: [pe 16 | nope 112], pairs (i, i+8) (spec §8 trap 1)."""
+    """Indexer q [B,S,H,128] and k [B,S,128]: [pe 16 | nope 112], pairs (i, i+8)
+    (docs/deepseek_kernels.md §8 trap 1)."""
     q = torch.randn(2, 9, 4, 128, generator=H.gen(16)).to(BF16)
     k = torch.randn(2, 9, 128, generator=H.gen(17)).to(BF16)
     f = FREQS[:9]

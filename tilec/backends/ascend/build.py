@@ -1,7 +1,7 @@
 """g++ driver for the Ascend backend: compiles AscendC C++ against tilec's emulation header, cached.
 
 Every build of the emulation header costs seconds, so outputs are cached by a hash of the source, all
-emulation headers, the flags and the compiler version (DESIGN.md decision 6: a corrupt or partial entry
+emulation headers, the flags and the compiler version (docs/design.md, decision 6: a corrupt or partial entry
 is never trusted; writes go through a temporary file and an atomic rename, so concurrent processes are
 safe). Used by the target (shared libraries loaded with ctypes) and by the header's own C++ tests.
 """

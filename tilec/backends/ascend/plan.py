@@ -174,7 +174,7 @@ def _operand_ok(g: N.Gemm, name: str, dtype: str) -> bool:
 def direct_operands(launch: N.Launch, plan: LaunchPlan) -> list[str]:
     """Gemm operands that only a single GM->tile copy writes and only gemms read.
 
-    The Cube core loads those straight from GM into L1 with Nd2Nz (ascendc.md §3(B)); the Vector core
+    The Cube core loads those straight from GM into L1 with Nd2Nz (docs/backends/ascend.md); the Vector core
     just records which tile the copy named. Everything else about the buffer must be absent.
     """
     stmts = [s for s in walk_stmts(launch.body) if not isinstance(s, N.Alloc)]

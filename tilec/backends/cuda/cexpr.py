@@ -1,6 +1,6 @@
 """CUDA C spelling of Tile IR scalar types and expressions.
 
-Part of the CUDA backend's codegen (DESIGN.md: tilec/backends/cuda). Every IR expression becomes one C
+Part of the CUDA backend's codegen (docs/design.md, "Targets"). Every IR expression becomes one C
 expression string. Following the IR's numerics, float16/bfloat16/float8 values compute as ``float``:
 a load of a half buffer converts to float, a store rounds to nearest even, and ``Cast`` to a half type
 rounds and widens again. How a buffer element is addressed is not decided here: the emitter passes an

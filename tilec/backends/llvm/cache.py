@@ -1,4 +1,4 @@
-"""The on-disk compile cache of the CPU backend (DESIGN.md decision 6).
+"""The on-disk compile cache of the CPU backend (docs/design.md, decision 6).
 
 Location: ``$TILEC_CACHE_DIR/cpu`` (default ``~/.cache/tilec/cpu``). The key is a SHA-256 of the
 printed IR (without locations), the target name, the build options, the tilec version, this backend's

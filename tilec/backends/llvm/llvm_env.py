@@ -1,7 +1,7 @@
 """The process-wide LLVM state of the CPU backend: target machine, optimizer, JIT engine, object emission.
 
 llvmlite is initialised once; one host target machine and one long-lived MCJIT engine live for the
-whole process (specs/llvm_cpu.md: an engine takes ownership of its target machine, and reusing a target
+whole process (docs/backends/cpu.md: an engine takes ownership of its target machine, and reusing a target
 machine after its engine died segfaulted). Every JIT-compiled kernel object is added to that engine.
 Object files come from target machines that are never given to an engine: position-independent
 small-code-model objects for the ahead-of-time path (linked into shared libraries), and large-code-model

@@ -1,4 +1,4 @@
-"""``T.gemm`` on the CPU: packing plus a register-blocked vector micro-kernel (specs/llvm_cpu.md).
+"""``T.gemm`` on the CPU: packing plus a register-blocked vector micro-kernel (docs/backends/cpu.md).
 
 ``C[M,N] += op(A)[M,K] @ op(B)[K,N]``. gemm_pack.py packs B one NR-column panel at a time
 (``Bp[k][j]``) and A into MR-row panels (``Ap[p][k][r]``) unless A is float32 (read in place); packing

@@ -1,6 +1,6 @@
 """Math intrinsics of the CPU backend, emitted as straight-line LLVM IR so loops stay vectorizable.
 
-``llvm.exp.*`` is scalarized into calls to ``expf`` (specs/llvm_cpu.md), which stops the loop
+``llvm.exp.*`` is scalarized into calls to ``expf`` (docs/backends/cpu.md), which stops the loop
 vectorizer and costs a call per element. ``exp`` and ``exp2`` are therefore written here in IR:
 Cody-Waite range reduction ``x = n*ln2 + r`` (|r| <= ln2/2), the Cephes ``expf`` polynomial for
 ``e^r``, and the scale ``2^n`` built from exponent bits in two halves (so results down to the

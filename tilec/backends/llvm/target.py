@@ -1,4 +1,4 @@
-"""The ``cpu`` target: Tile IR -> LLVM IR -> native code, run on a thread pool (DESIGN.md decision 5).
+"""The ``cpu`` target: Tile IR -> LLVM IR -> native code, run on a thread pool (docs/design.md, decision 5).
 
 ``CpuTarget.build(func, options)`` generates LLVM IR (codegen_module.py), optimizes it at O3 with the
 vectorizers on for the host CPU (llvm_env.py) and produces native code one of two ways:

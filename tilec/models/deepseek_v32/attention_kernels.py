@@ -1,7 +1,7 @@
 """Sparse MLA attention at the reference's bf16 rounding points: the model's default attention.
 
 ``reference.MLA`` (DeepSeek's inference code) attends in two modes, and ``model.py`` reproduces both
-with the two kernels here (specs/deepseek_v32.md §3.5):
+with the two kernels here (docs/deepseek_kernels.md §3.5):
 
 - prefill, MHA mode (``mha_sparse_prefill_kernel``): every head has its own key ``[k_nope[h] | k_pe]``
   and value ``v[h]`` from the ``wkv_b`` up-projection of the latent;

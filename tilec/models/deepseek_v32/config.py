@@ -2,7 +2,7 @@
 
 ``tiny`` keeps every structural feature of the 671B model (MLA with the FP8 latent simulation, the
 lightning indexer with top-k sparsity, YaRN RoPE, dense and MoE layers with group-limited routing and
-the gate bias) at about five million parameters (specs/deepseek_v32.md §6). ``671b`` is the released
+the gate bias) at about five million parameters (docs/deepseek_kernels.md §6). ``671b`` is the released
 configuration (§1); building it only computes its shapes, it allocates nothing.
 
 ``load_config(spec)`` takes a built-in name, a Hugging Face ``config.json`` (DeepSeek-V3.2 keys:
@@ -183,7 +183,7 @@ def args_from_json(data: dict, path: str = "<json>") -> ModelArgs:
     return ModelArgs(**kw)
 
 
-# Hugging Face config.json key -> ModelArgs field (specs/deepseek_v32.md §1)
+# Hugging Face config.json key -> ModelArgs field (docs/deepseek_kernels.md §1)
 _HF_KEYS = {
     "vocab_size": "vocab_size", "hidden_size": "dim", "intermediate_size": "inter_dim",
     "moe_intermediate_size": "moe_inter_dim", "num_hidden_layers": "n_layers",
@@ -203,7 +203,7 @@ _HF_FIXED = {"hidden_act": ("silu",), "moe_layer_freq": (1,), "topk_method": ("n
 
 
 def args_from_hf(cfg: dict, path: str = "config.json") -> ModelArgs:
-    """``ModelArgs`` from a Hugging Face DeepSeek-V3.2 ``config.json`` (the mapping of spec §1).
+    """``ModelArgs`` from a Hugging Face DeepSeek-V3.2 ``config.json`` (the mapping of docs/deepseek_kernels.md §1).
 
     ``max_seq_len`` defaults to min(max_position_embeddings, 16384) (DeepSeek's default cache length),
     ``max_batch_size`` to 8; YaRN comes from ``rope_scaling``; FP8 weights from ``quantization_config``."""

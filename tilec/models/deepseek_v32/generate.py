@@ -1,4 +1,4 @@
-"""The generation loop of DeepSeek's ``generate.py`` (specs/deepseek_v32.md §5.2), model-agnostic.
+"""The generation loop of DeepSeek's ``generate.py`` (docs/deepseek_kernels.md §5.2), model-agnostic.
 
 ``forward(tokens[B, S], start_pos) -> logits[B, vocab]`` is either the PyTorch reference or the
 compiled model. Prompts of different lengths are handled as the reference does: the first call

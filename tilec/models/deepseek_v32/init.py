@@ -2,7 +2,7 @@
 
 Linear weights are normal with std in_features^-0.5 (so activations keep unit scale through the
 layers), quantized per 128x128 tile with ue8m0 scales for ``dtype="fp8"``; norm weights are near one;
-the gate bias is small and random so that it changes expert selection (spec §6 deviation 1).
+the gate bias is small and random so that it changes expert selection (docs/deepseek_kernels.md §6 deviation 1).
 """
 from __future__ import annotations
 

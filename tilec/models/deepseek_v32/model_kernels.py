@@ -1,6 +1,6 @@
 """Small tilec kernels the assembled model needs besides the kernel families in ``kernels/``.
 
-These are the pieces between the big kernels (specs/deepseek_v32.md §3.5-3.6) that DeepSeek's code
+These are the pieces between the big kernels (docs/deepseek_kernels.md §3.5-3.6) that DeepSeek's code
 writes as one-line torch expressions; in ``model.py`` every one of them runs compiled:
 
 - ``act_dequant_kernel``: ``bf16(fp32(y) * s[row, col // 128])``, the dequantize half of the FP8

@@ -1,4 +1,4 @@
-"""The DeepSeek-V3.2 kernel math in plain PyTorch on the CPU (specs/deepseek_v32.md §3-4).
+"""The DeepSeek-V3.2 kernel math in plain PyTorch on the CPU (docs/deepseek_kernels.md §3-4).
 
 These are the oracles for the tilec kernels in ``kernels/`` and the building blocks of the reference
 model in ``reference.py``. Each function states the rounding points of DeepSeek's inference code:

@@ -1,6 +1,6 @@
 """The DeepSeek-V3.2-Exp model in plain PyTorch on the CPU: the oracle for the compiled model.
 
-It follows DeepSeek's fixed inference code (specs/deepseek_v32.md, "use the FIXED model.py") with the
+It follows DeepSeek's fixed inference code (docs/deepseek_kernels.md, "The model math by section") with the
 deviations §6 requires for a CPU run: the gate bias always exists, the CUDA kernels are replaced by
 the torch statements of ``ref_ops``, there is no process group. Module and parameter names are
 DeepSeek's converted names (§5.1), so ``state_dict()`` keys match a converted checkpoint. On request

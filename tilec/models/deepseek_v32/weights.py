@@ -1,4 +1,4 @@
-"""Weights in safetensors files with DeepSeek's converted key names (specs/deepseek_v32.md §5.1).
+"""Weights in safetensors files with DeepSeek's converted key names (docs/deepseek_kernels.md §5.1).
 
 ``save_weights`` writes a model's parameters; ``checkpoint.load_weights`` reads them back into a model
 from files, a checkpoint folder or its index (``checkpoint.Checkpoint``), checking every tensor: a missing or

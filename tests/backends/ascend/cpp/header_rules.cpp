@@ -1,4 +1,4 @@
-// Kernels that break a hardware rule of ascendc.md §6.4; each must be stopped by the emulation with a
+// Kernels that break a hardware rule of docs/backends/ascend.md, "Rules checked"; each must be stopped by the emulation with a
 // message naming the rule. `header_rules <case>` runs one case and prints "ERROR: <message>".
 #include "kernel_operator.h"
 #include <string>

@@ -4,7 +4,7 @@
 // host: ICPU_RUN_KF starts one thread per core (AIV, AIC, or 1 AIC + 2 AIV per block in MIX mode) and a
 // baton lets exactly one core run at a time, switching only inside blocking primitives (CrossCoreWaitFlag,
 // SyncAll), so runs are deterministic and a deadlock is reported with every waiter. Local memories are
-// per core and poisoned with 0xFF at start. The hardware rules of ascendc.md §6.4 (1-16) are checked on
+// per core and poisoned with 0xFF at start. The hardware rules of docs/backends/ascend.md, "Rules checked" (1-16) are checked on
 // every call; a violation throws, the launch stops, and ICPU_RUN_KF reports "rule N (name) violated on
 // <core>: detail" (also available as AscendC::emu::LastError()).
 //

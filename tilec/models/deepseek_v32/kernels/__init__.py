@@ -1,4 +1,4 @@
-"""DeepSeek-V3.2's kernels written in the tilec language (issue 7; the math is specs/deepseek_v32.md).
+"""DeepSeek-V3.2's kernels written in the tilec language (issue 7; the math is docs/deepseek_kernels.md).
 
 One module per kernel family; each holds kernel factories that return a ``T.prim_func`` (TileLang
 style) and thin wrappers that compile a factory once per shape and target and call it on torch tensors.

@@ -1,4 +1,5 @@
-"""The Hadamard transform of the lightning indexer (``rotate_activation``, spec §3.6) as a tilec kernel.
+"""The Hadamard transform of the lightning indexer (``rotate_activation``, docs/deepseek_kernels.md §3.6)
+as a tilec kernel.
 
 ``y = bf16((fp32(x) @ H_n) * n^-0.5)`` with the Sylvester matrix ``H[i, j] = (-1)^popcount(i & j)``
 (symmetric), n = 128 in DeepSeek-V3.2. Each block builds H in a shared tile (its entries are +-1,

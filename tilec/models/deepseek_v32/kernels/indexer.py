@@ -1,7 +1,7 @@
 """Lightning-indexer logits (DeepSeek's ``fp8_index``) as a tilec kernel, with the causal mask.
 
 ``I[b, m, n] = k_s[b, n] * sum_h relu(q[b, m, h] . k[b, n]) * q_s[b, m, h]`` with q, k float8_e4m3 and
-fp32 accumulation (specs/deepseek_v32.md §3.6, §4). ``q_s`` is the per-head weight with the q scale
+fp32 accumulation (docs/deepseek_kernels.md §3.6, §4). ``q_s`` is the per-head weight with the q scale
 folded in. With ``causal_offset`` set, positions ``n > m + causal_offset`` get ``-inf`` (prefill at
 start_pos P uses offset P); blocks wholly in the masked triangle skip their GEMM.
 

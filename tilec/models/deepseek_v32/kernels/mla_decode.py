@@ -1,4 +1,4 @@
-"""Weight-absorbed MLA decode (DeepSeek's "MQA mode", specs/deepseek_v32.md §3.5 and §3.7).
+"""Weight-absorbed MLA decode (DeepSeek's "MQA mode", docs/deepseek_kernels.md §3.5 and §3.7).
 
 In decode the per-head ``wkv_b`` is folded into the query: ``q = [q_nope @ W_UK | q_pe]`` (576 wide)
 attends to the cached ``kv = [c | k_pe]`` (576 wide) and the value is the first ``d_v = 512`` columns

@@ -1,4 +1,4 @@
-"""DeepSeek-V3.2's MoE layer and dense SwiGLU MLP as tilec kernels (spec §3.8, §8 traps 4-5).
+"""DeepSeek-V3.2's MoE layer and dense SwiGLU MLP as tilec kernels (docs/deepseek_kernels.md §3.8, §8 traps 4-5).
 
 Step 1, the gate, is ``moe_gate.py`` (``gate`` and ``gate_kernel`` are re-exported here). The rest:
 

@@ -1,4 +1,4 @@
-"""The MoE gate of DeepSeek-V3.2 (``Gate.forward``, spec §3.8, §8 traps 4-5) as a tilec kernel.
+"""The MoE gate of DeepSeek-V3.2 (``Gate.forward``, docs/deepseek_kernels.md §3.8, §8 traps 4-5) as a tilec kernel.
 
 Step 1 of the MoE pipeline (``moe.py`` holds the rest): ``s = sigmoid(fp32(x) @ fp32(Wg)^T)``;
 ``sb = s + bias`` (selection only); group score = sum of the top-2 of ``sb`` in each group; the

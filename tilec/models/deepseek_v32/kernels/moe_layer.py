@@ -1,4 +1,4 @@
-"""DeepSeek-V3.2's MoE layer as one tilec kernel (spec §3.8): gate, route, up, down, combine.
+"""DeepSeek-V3.2's MoE layer as one tilec kernel (docs/deepseek_kernels.md §3.8): gate, route, up, down, combine.
 
 ``moe.moe`` calls it for bf16 weights, and for FP8 ones on ``specs.FP8_LAYER_TARGETS`` (``kernels/moe.py``
 re-exports ``moe_kernel`` and ``moe_tiles``; the padded-layout kernels stay there). One launch per

@@ -1,4 +1,4 @@
-"""RMSNorm (optionally with the fused residual add) and LayerNorm of DeepSeek-V3.2 (spec §3.2).
+"""RMSNorm (optionally with the fused residual add) and LayerNorm of DeepSeek-V3.2 (docs/deepseek_kernels.md §3.2).
 
 - ``RMSNorm(x; w) = bf16(w * xf * rsqrt(mean(xf^2) + eps))`` with ``xf = fp32(x)``; with a residual,
   ``xf = fp32(x) + fp32(res)``, the new residual is ``bf16(xf)`` and the norm is taken of the fp32

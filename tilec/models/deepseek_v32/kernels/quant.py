@@ -1,4 +1,4 @@
-"""FP8 block quantization and the linear layers of DeepSeek-V3.2 as tilec kernels (spec §3.4, §4).
+"""FP8 block quantization and the linear layers of DeepSeek-V3.2 as tilec kernels (docs/deepseek_kernels.md §3.4, §4).
 
 - ``act_quant``: one fp32 scale per 1x128 block along the last dim, ``s = amax / 448`` (amax clamped to
   1e-4), rounded up to a power of two for ``scale_fmt="ue8m0"`` with DeepSeek's exponent bit trick

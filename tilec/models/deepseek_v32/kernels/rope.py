@@ -1,4 +1,4 @@
-"""Rotary position embedding of DeepSeek-V3.2 (spec §3.3, §8 trap 1) as a tilec kernel.
+"""Rotary position embedding of DeepSeek-V3.2 (docs/deepseek_kernels.md §3.3, §8 trap 1) as a tilec kernel.
 
 ``y = x`` except on the ``rope_dim`` dims starting at ``rope_off`` of every head, which are rotated in
 fp32 by the table row of the token's position and rounded back to the input dtype:

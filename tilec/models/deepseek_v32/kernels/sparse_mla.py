@@ -1,6 +1,6 @@
 """Sparse MLA forward (FlashMLA's ``flash_mla_sparse_fwd`` semantics) as a tilec kernel.
 
-specs/deepseek_v32.md §3.7: for each query token, gather the ``topk`` latent rows its indices name
+docs/deepseek_kernels.md §3.7: for each query token, gather the ``topk`` latent rows its indices name
 (``-1`` or ``>= s_kv`` is invalid and skipped), ``P = (q @ kv[idx]^T) * sm_scale`` over the full
 ``d_qk`` (576 = 512 latent + 64 rope), ``lse = logsumexp(P)`` (natural log), ``out = softmax(P) @
 kv[idx][:, :d_v]``. A query with no valid index gets ``out = 0`` and ``lse = +inf``. This is MQA over a

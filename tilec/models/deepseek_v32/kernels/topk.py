@@ -1,6 +1,6 @@
 """Top-k selection written in the tilec language: per row, the positions of the k largest scores.
 
-Semantics (specs/deepseek_v32.md §3.6 and §8 trap 3): ``out[r]`` holds the int32 positions of the k
+Semantics (docs/deepseek_kernels.md §3.6 and §8 trap 3): ``out[r]`` holds the int32 positions of the k
 largest entries of ``scores[r]``; an entry whose score is ``-inf`` is invalid and is never returned:
 when a row has fewer than k finite scores, the remaining slots hold ``-1``. Ties at the k-th value are
 broken deterministically, lower position first. The valid positions come first and in increasing

@@ -1,5 +1,5 @@
 // tilec AscendC emulation: data movement (DataCopy, DataCopyPad, Nd2Nz, LoadData, Fixpipe), the Cube
-// (Mmad with the Zz/Zn/Nz fractal layouts of ascendc.md §2.5) and GM atomics.
+// (Mmad with the Zz/Zn/Nz fractal layouts of docs/backends/ascend.md) and GM atomics.
 #pragma once
 #include "tensor.h"
 

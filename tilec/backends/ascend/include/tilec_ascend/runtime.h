@@ -17,7 +17,7 @@ inline thread_local CoreType g_coreType = AIV;
 
 namespace emu {
 
-// ---------------------------------------------------------------- rule errors (ascendc.md §6.4)
+// ---------------------------------------------------------------- rule errors (docs/backends/ascend.md, "Rules checked")
 inline const char* RuleName(int rule) {
     static const char* names[] = {
         "", "UB/L1 operand address must be 32-byte aligned", "L0A/L0B/L0C address alignment",

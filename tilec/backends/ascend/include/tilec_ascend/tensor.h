@@ -1,5 +1,5 @@
 // tilec AscendC emulation: GlobalTensor, LocalTensor, TPipe, TQue, TBuf and the checks every data access
-// goes through (ownership, alignment, size; rules 1, 2, 5, 6, 7, 12, 16 of ascendc.md §6.4).
+// goes through (ownership, alignment, size; rules 1, 2, 5, 6, 7, 12, 16 of docs/backends/ascend.md, "Rules checked").
 #pragma once
 #include "runtime.h"
 #include <exception>
