@@ -1,6 +1,6 @@
 """CPU benchmark of tilec's ``cpu`` target against numpy and PyTorch, in one process.
 
-    python benchmarks/cpu.py [--json PATH] [--rounds N] [--threads N] [--quick] [--only NAME]
+    python benchmarks/cpu.py [--json PATH] [--plot PNG] [--rounds N] [--threads N] [--quick] [--only NAME]
 
 Cases (issue 3): GEMM fp32 512/1024/2048 (numpy, torch), GEMM bf16 inputs with fp32 accumulation 1024
 (torch bf16 matmul; numpy on pre-converted fp32), flash attention forward B1 H8 S1024 D64 causal and
@@ -233,6 +233,7 @@ TARGETS = {"gemm fp32 1024": ("numpy", 0.8), "attention": ("torch", 1.0), "softm
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--plot", metavar="PNG", help="save tilec vs numpy/torch per case (pip install tilec[plot])")
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--quick", action="store_true", help="skip the 2048 GEMM")
     ap.add_argument("--threads", type=int, help="threads for tilec, numpy and torch alike")
@@ -291,6 +292,12 @@ def main(argv=None) -> int:
                                                            load_average=load, passes=list(DEFAULT_PASSES),
                                                            openblas_core=blas,
                                                            rows=rows), indent=2))
+    if args.plot:
+        from tilec.autotuner.plot import save_figure
+        cases = [dict(case=row["case"], times={k: row[k] * 1e3 for k in ("tilec", "numpy", "torch") if k in row})
+                 for row in rows]
+        save_figure(args.plot, cases=cases, title=f"tilec cpu vs numpy/torch ({num_threads()} threads)")
+        print(f"wrote {args.plot}")
     return 0 if ok else 1
 
 

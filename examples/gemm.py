@@ -31,6 +31,13 @@ OUT_IDX = [2]
 TOLERANCE = 1e-2
 
 
+def configs(M, N, K, **params):
+    """The autotune space (``tilec bench --autotune``, benchmarks/autotune.py): tile sizes; every config
+    computes the same C, so any of them may win."""
+    return [dict(block_M=bm, block_N=bn, block_K=bk)
+            for bm in (32, 64, 128) for bn in (32, 64, 128) for bk in (32, 64)]
+
+
 def reference(A, B, **params):
     return (A.float() @ B.float()).to(A.dtype)
 

@@ -50,6 +50,13 @@ examples:
   tilec run kernel.tir --arg M=128 --out-idx 2      # a .tir kernel; --arg sizes its symbolic dims
 """
 
+_BENCH_HELP = """\
+examples:
+  tilec bench examples/gemm.py --target cpu           # tilec vs the file's torch reference, checked
+  tilec bench examples/*.py --target cpu --plot bench.png --json bench.json
+  tilec bench examples/gemm.py --target cpu --autotune --plot gemm.png   # + the configs() landscape
+"""
+
 _TARGETS_HELP = """\
 examples:
   tilec targets        # every registered target, whether it can run here, and why not
@@ -125,6 +132,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output parameters (default: the file's OUT_IDX, else the last parameter)")
     _add_pipeline_args(p)
     p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser("bench", help="time kernels against their reference, optionally autotuned and plotted",
+                       epilog=_BENCH_HELP, formatter_class=fmt,
+                       description="Time kernels (checked) beside the file's torch reference().")
+    _add_kernel_args(p, many=True)
+    p.add_argument("--target", default="auto", metavar="T", help="target (default: auto, the best here)")
+    p.add_argument("--plot", metavar="PNG", help="save a figure (needs matplotlib: pip install tilec[plot])")
+    p.add_argument("--json", metavar="PATH", help="write the results here")
+    p.add_argument("--autotune", action="store_true", help="also tune the file's configs() space")
+    p.add_argument("--warmup", type=float, default=25, metavar="MS", help="warm-up budget per case (ms)")
+    p.add_argument("--rep", type=float, default=100, metavar="MS", help="timing budget per case (ms)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (shown on a terminal only)")
+    p.set_defaults(handler=cmd_bench)
 
     p = sub.add_parser("targets", help="list targets and whether they run here", epilog=_TARGETS_HELP,
                        formatter_class=fmt, description="List the registered targets.")
@@ -290,6 +310,13 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
     return "\n".join([line(header), line(["-" * w for w in widths]), *[line(r) for r in rows]])
+
+
+def cmd_bench(ns: argparse.Namespace) -> int:
+    from .autotuner import progress_enabled
+    from .autotuner.bench import run_bench
+    return run_bench(ns.files, ns.target, ns.kernel, ns.arg, ns.warmup, ns.rep, ns.autotune, ns.plot, ns.json,
+                     bar=progress_enabled(ns.no_progress))
 
 
 def cmd_targets(ns: argparse.Namespace) -> int:

@@ -115,3 +115,24 @@ def test_all_configs_failing_is_a_clear_error():
          .set_compile_args(out_idx=[1], target="cpu").run())
     with pytest.raises(tilec.TilecError, match="configs="):
         tilec.autotune(configs=None)
+
+
+def test_ir_change_in_one_config_invalidates_the_cache():
+    """The key hashes every config's IR: a change only the last config sees still retunes (and the now
+    wrong config is skipped) instead of returning the stale winner."""
+    configs = [{"block_M": 16}, {"block_M": 32}]
+    state = {"bug": False}
+
+    def factory(M, N, block_M=16):
+        return add_const(M, N, block_M, bug=state["bug"] and block_M == 32)
+
+    def tune():
+        return (AutoTuner.from_kernel(factory, configs).set_kernel_parameters((64, 16))
+                .set_compile_args(out_idx=[1], target="cpu").set_profile_args(ref_prog=ref_add).run(warmup=1, rep=2))
+
+    first = tune()
+    assert not first.cache_hit and tune().cache_hit
+    state["bug"] = True
+    changed = tune()
+    assert not changed.cache_hit and changed.cache_path != first.cache_path
+    assert changed.config == {"block_M": 16} and changed.trials[1].skipped.startswith("wrong numbers")

@@ -20,7 +20,7 @@ interpreter running the first config, before it may win; the survivors are timed
 time on cpu and the ascend emulation, which has no cycle model; CUDA events on cuda). A config that fails
 to compile, times out, crashes or gives wrong numbers is skipped with its reason. The result is stored on
 disk (``<cache root>/autotune``, one JSON file per key, written under a file lock), keyed by the IR hash of
-the space's first kernel, the factory's arguments, the target, the device and the config space, so a
+every config's kernel, the factory's arguments, the target, the device and the config space, so a
 second run (in this or another process) compiles only the winner. ``result.cache_hit`` says which.
 """
 from __future__ import annotations
@@ -42,7 +42,7 @@ from typing import Any, Callable, Optional, Sequence
 from ..errors import TilecError
 from ..profiler import Profiler, TensorSupplyType, _supply_type
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def progress_enabled(no_progress: bool = False) -> bool:
@@ -209,19 +209,20 @@ class AutoTuner:
         return resolve_target(self.compile_args.get("target", "auto"))
 
     def cache_key(self, space: list[dict[str, Any]], target: Any) -> str:
-        """IR hash of the first kernel that builds, arguments, target, device and the config space."""
+        """The IR hash of every config's kernel (a change that only one config's IR sees invalidates too),
+        the arguments, target, device and the config space."""
         from ..ir.printer import print_func
         from ..runtime.kernel import as_func
-        ir_text = ""
+        ir_hash = hashlib.sha256()
         for config in space:
             try:
-                ir_text = print_func(as_func(self.fn(*self.args, **{**self.kwargs, **config})), locs=False)
-                break
+                text = print_func(as_func(self.fn(*self.args, **{**self.kwargs, **config})), locs=False)
             except Exception as e:  # noqa: BLE001 - a config that cannot build is skipped later
-                ir_text = f"error: {e}"
+                text = f"error: {type(e).__name__}: {e}"
+            ir_hash.update(text.encode() + b"\0")
         p = self.profile_args
         parts = {
-            "v": CACHE_VERSION, "ir": hashlib.sha256(ir_text.encode()).hexdigest(),
+            "v": CACHE_VERSION, "ir": ir_hash.hexdigest(),
             "fn": f"{getattr(self.fn, '__module__', '')}.{getattr(self.fn, '__qualname__', repr(self.fn))}",
             "args": repr(self.args), "kwargs": repr(sorted(self.kwargs.items())),
             "compile": repr(sorted((k, repr(v)) for k, v in self.compile_args.items() if k != "target")),

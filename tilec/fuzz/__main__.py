@@ -44,13 +44,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--progress", type=int, default=100, metavar="K",
                    help="log the running counts every K programs (default 100)")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (it shows on a terminal only; TILEC_NO_PROGRESS=1 also hides it)")
     ns = p.parse_args(argv)
+    from ..autotuner import progress_enabled
     names = [t for t in ns.targets.split(",") if t and t != "none"] if ns.targets else None
     save_dir = save_directory(ns.save, ns.save_dir)
     log = (lambda s: None) if ns.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     summary = fuzz(ns.n, ns.seed, names, passes=not ns.no_passes, shrink_findings=not ns.no_shrink,
                    save_dir=save_dir, log=log, time_limit=ns.time_limit, after_passes=ns.after_passes,
-                   jobs=ns.jobs, progress=ns.progress)
+                   jobs=ns.jobs, progress=ns.progress, bar=progress_enabled(ns.quiet or ns.no_progress))
     print(summary.text())
     return 1 if summary.findings else 0
 

@@ -274,15 +274,19 @@ def _all_outcomes(seeds: range, target_names: list[str], passes: bool, after_pas
 def fuzz(count: int, seed: int = 0, target_names: Optional[Iterable[str]] = None, passes: bool = True,
          shrink_findings: bool = True, save_dir: Optional[Path] = None,
          log: Callable[[str], None] = lambda s: None, time_limit: Optional[float] = None,
-         after_passes: bool = False, jobs: int = 1, progress: int = 100) -> Summary:
+         after_passes: bool = False, jobs: int = 1, progress: int = 100, bar: bool = False) -> Summary:
     """Check the programs of seeds ``seed .. seed + count - 1`` (on ``jobs`` processes); shrink and
-    save what disagrees (in this process, one finding at a time)."""
+    save what disagrees (in this process, one finding at a time). ``bar``: a tqdm progress bar on stderr."""
+    from ..autotuner import progress as progress_bar
     from .shrink import save_regression, shrink
     start = time.perf_counter()
     targets, skipped = usable_targets(target_names)
     summary = Summary(skipped_targets=skipped)
+    pbar = progress_bar(total=count, desc="fuzz", enabled=bar)
     for s, outcomes in _all_outcomes(range(seed, seed + count), list(targets), passes, after_passes, jobs):
         summary.programs += 1
+        pbar.update(1)
+        pbar.set_postfix(disagreements=len(summary.findings), refresh=False)
         for o in outcomes:
             summary.add(o)
             if not o.bad:
@@ -303,5 +307,6 @@ def fuzz(count: int, seed: int = 0, target_names: Optional[Iterable[str]] = None
         if time_limit is not None and time.perf_counter() - start > time_limit:
             log(f"time limit reached after {summary.programs} programs")
             break
+    pbar.close()
     summary.seconds = time.perf_counter() - start
     return summary
