@@ -43,11 +43,13 @@ _cache: dict[Any, Source] = {}
 
 
 def parse_function(fn: Callable[..., Any], what: str) -> Source:
-    """Parse ``fn``'s source (cached per code object)."""
+    """Parse ``fn``'s source (cached per code object and file: code objects compare equal by value, not
+    by file, so the same function text in two files would otherwise share one file's locations)."""
     code = getattr(fn, "__code__", None)
     if code is None:
         raise TilecError(f"{what} must be a Python function, got {type(fn).__name__}")
-    hit = _cache.get(code)
+    key = (code.co_filename, code)
+    hit = _cache.get(key)
     if hit is not None:
         return hit
     try:
@@ -66,7 +68,7 @@ def parse_function(fn: Callable[..., Any], what: str) -> Source:
         raise TilecError(f"{what} '{fn.__name__}' must be a plain `def` function",
                          Loc(code.co_filename, first, 1))
     src = Source(code.co_filename, first if first > 0 else 1, lines, removed, tree)
-    _cache[code] = src
+    _cache[key] = src
     return src
 
 
