@@ -7,7 +7,7 @@ absorption of ``wkv_b``, the MoE gate / permutation / grouped experts / combine,
 Torch only glues: embedding lookup, views, slices, concatenation, cache writes and allocation.
 
 Attention (``ATTENTION_MODES``): by default the reference's own modes at its rounding points, MHA mode
-for prefill and the weight-absorbed MQA mode for decode (spec §3.5), so the compiled model reproduces
+for prefill and the weight-absorbed MQA mode for decode (docs/model.md explains both), so the compiled model reproduces
 ``reference.py`` (the kernels are in ``attention_kernels.py``); ``"flashmla"`` runs both on the
 FlashMLA-semantics sparse kernel over the latent.
 
