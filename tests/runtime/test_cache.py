@@ -191,3 +191,45 @@ def test_cli_cache_info_and_clear(root, capsys, monkeypatch):
     monkeypatch.setenv("TILEC_CACHE_MAX", "2X")
     assert cli.main(["cache", "info"]) == 2
     assert "TILEC_CACHE_MAX='2X' is not a size" in capsys.readouterr().err
+
+
+def test_open_library_rebuilds_an_entry_evicted_before_dlopen(root):
+    pytest.importorskip("llvmlite")
+    _check(_add_kernel(2, 4), 2, 4, 0)
+    lib = next((root / "cpu").glob("*.so"))
+    good = lib.read_bytes()
+    lib.unlink()                      # another process evicted it after our lookup
+    rebuilt: list = []
+
+    def rebuild() -> Path:
+        rebuilt.append(1)
+        lib.write_bytes(good)
+        return lib
+
+    cdll, path = cache.open_library(lib, rebuild)
+    assert rebuilt == [1] and path == lib and cdll is not None
+    with pytest.raises(TilecError, match="evicted by other processes 3 times.*TILEC_CACHE_MAX"):
+        cache.open_library(root / "gone.so", lambda: root / "gone.so")
+
+
+@pytest.mark.parametrize("target", ["cpu", "ascend", "cuda-emu"])
+def test_entry_evicted_between_lookup_and_load_is_rebuilt(root, monkeypatch, target):
+    """Every cached library is opened through ``open_library``: the entry is evicted (as another process's
+    write would) just before it opens, and the kernel still builds, from a rebuilt entry, and computes."""
+    import tilec
+    from tilec import targets
+    ok, why = targets.get(target).available()
+    if not ok:
+        pytest.skip(why)
+    kernel = elementwise_add("float32", rows=4, cols=16)
+    tilec.compile(kernel, out_idx=[2], target=target)          # the entry exists: the next build is a hit
+    real, evicted = cache.open_library, []
+
+    def evict_then_open(path, rebuild, attempts=3):
+        assert cache.evict(limit=0), "nothing to evict"          # the whole cache, as a tight bound would
+        evicted.append(path)
+        return real(path, rebuild, attempts)
+
+    monkeypatch.setattr(cache, "open_library", evict_then_open)
+    assert _check(tilec.compile(kernel, out_idx=[2], target=target, poison_outputs=True), 4, 16, 5) < 1e-6
+    assert len(evicted) == 1

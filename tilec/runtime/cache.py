@@ -13,7 +13,9 @@ entries first. An entry is the set of files of one backend folder that share a k
 16+ hex digits in the name, e.g. the cpu target's ``<key>.json``, ``<key>.ll``, ``<key>-<hash>.so``);
 its last use is the newest access/modification time of its files, and every hit ``touch``es them
 (atime is not trusted: many file systems mount with ``relatime``). The entry just written is never
-evicted. ``tilec cache info`` / ``tilec cache clear`` (``info()`` / ``clear()``) show and empty it.
+evicted. A library is opened with ``open_library``, which holds the evict lock from its check to the end of
+``dlopen`` (once mapped, removing the file is harmless) and rebuilds an entry that another process evicted
+after it was looked up. ``tilec cache info`` / ``tilec cache clear`` (``info()`` / ``clear()``) show and empty it.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from ..errors import TilecError
 
@@ -100,6 +102,23 @@ def cached_build(path: Path, build: Callable[[Path], None]) -> Path:
             os.replace(staged, path)
     committed([path])
     return path
+
+
+def open_library(path: Path, rebuild: Callable[[], Path], attempts: int = 3) -> tuple[Any, Path]:
+    """``(ctypes.CDLL, path)`` of a cached shared library, safe against eviction by another process.
+
+    Between a lookup and ``dlopen`` another process's write may evict the entry (it trims the cache to its
+    bound). Eviction removes files under the evict lock, so holding that lock from the check to the end
+    of ``dlopen`` closes the gap; an entry already gone is rebuilt by ``rebuild()``, which returns its path.
+    """
+    import ctypes
+    for _ in range(attempts):
+        with lock("evict"):
+            if _valid(path):
+                return ctypes.CDLL(str(path)), path
+        path = rebuild()
+    raise TilecError(f"compile cache: {path} was evicted by other processes {attempts} times before it could be "
+                     f"loaded; raise TILEC_CACHE_MAX (now {format_size(max_size())})")
 
 
 def _valid(path: Path) -> bool:

@@ -9,24 +9,31 @@ from __future__ import annotations
 
 import ctypes
 import shutil
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, Callable, Optional
 
 import numpy as np
 
 from tilec.errors import TilecError
 from tilec.ir.nodes import Func
+from tilec.runtime import cache as runtime_cache
 
 from .build import CompileError, compile_source
 from .codegen import generate, symbolic_dims
 
 
 class AscendExecutable:
-    def __init__(self, func: Func, source: str, lib_path: str):
+    def __init__(self, func: Func, source: str, lib_path: str, rebuild: Optional[Callable[[], Path]] = None):
+        """``rebuild``: rebuilds the cache entry at ``lib_path`` if another process evicted it meanwhile."""
         self.func = func
         self.source = source
         self.binary: Optional[bytes] = None
+        if rebuild is None:
+            self._lib = ctypes.CDLL(lib_path)
+        else:
+            self._lib, path = runtime_cache.open_library(Path(lib_path), rebuild)
+            lib_path = str(path)
         self.lib_path = lib_path
-        self._lib = ctypes.CDLL(lib_path)
         self._fn = self._lib.tilec_launch
         self._fn.restype = ctypes.c_int
         self._dims = symbolic_dims(func)
@@ -65,8 +72,11 @@ class AscendTarget:
         func = as_func(func)  # a @T.prim_func result works too
         source = generate(func)
         flags = tuple(options.get("ascend_cxxflags", ())) if options else ()
-        try:
-            lib = compile_source(source, kind="shared", extra_flags=flags, name=func.name)
-        except CompileError as e:
-            raise TilecError(f"ascend target: the generated AscendC for '{func.name}' did not compile:\n{e}") from e
-        return AscendExecutable(func, source, str(lib))
+
+        def compile_library() -> Path:
+            try:
+                return compile_source(source, kind="shared", extra_flags=flags, name=func.name)
+            except CompileError as e:
+                raise TilecError(f"ascend target: the generated AscendC for '{func.name}' did not compile:\n{e}") from e
+
+        return AscendExecutable(func, source, str(compile_library()), compile_library)

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import ctypes
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from tilec.errors import TilecError
 from tilec.ir import nodes as N
+from tilec.runtime import cache as runtime_cache
 
 from .codegen import CudaSource
 from .layout import static_int
@@ -34,12 +35,22 @@ def torch_dtype(dtype: str) -> Any:
 class CudaExecutable:
     """A built CUDA kernel: generated source, shared library, and the launcher call."""
 
-    def __init__(self, src: CudaSource, library: Path, arch: str):
+    def __init__(self, src: CudaSource, library: Path, arch: str, rebuild: Optional[Callable[[], Path]] = None):
+        """``rebuild``: rebuilds the cache entry at ``library`` if another process evicted it meanwhile."""
         self.src = src
         self.source = src.text
         self.library = library
         self.arch = arch
-        self.binary: Optional[bytes] = library.read_bytes()
+        self._rebuild = rebuild
+        self.binary: Optional[bytes] = None
+        for _ in range(3):
+            try:
+                self.binary = self.library.read_bytes()
+                break
+            except FileNotFoundError:
+                if rebuild is None:
+                    raise
+                self.library = rebuild()
         self._fn: Any = None
 
     def get_kernel_source(self) -> str:
@@ -47,7 +58,10 @@ class CudaExecutable:
 
     def _function(self) -> Any:
         if self._fn is None:
-            lib = ctypes.CDLL(str(self.library))
+            if self._rebuild is None:
+                lib = ctypes.CDLL(str(self.library))
+            else:
+                lib, self.library = runtime_cache.open_library(self.library, self._rebuild)
             fn = getattr(lib, self.src.entry)
             fn.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_longlong),
                            ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]

@@ -80,8 +80,8 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def lookup(key: str) -> Optional[tuple[dict, Path]]:
-    """Return (manifest, library path) of a valid entry, or None."""
+def lookup(key: str) -> Optional[tuple[dict, Path, bytes]]:
+    """Return (manifest, library path, library bytes) of a valid entry, or None."""
     d = cache_dir()
     try:
         manifest = json.loads((d / f"{key}.json").read_text())
@@ -92,7 +92,7 @@ def lookup(key: str) -> Optional[tuple[dict, Path]]:
     if hashlib.sha256(data).hexdigest() != manifest.get("sha256"):
         return None
     runtime_cache.touch([d / f"{key}.json", lib, d / f"{key}.ll"])  # a hit: most recently used
-    return manifest, lib
+    return manifest, lib, data
 
 
 def store(key: str, library: bytes, meta: dict, llvm_ir: str) -> tuple[dict, Path]:

@@ -143,10 +143,10 @@ class CpuExecutable:
         self.kernel.run(list(args), dims or {}, self.threads)
 
 
-def load_library(path: Path, meta: dict) -> NativeKernel:
-    """Load an ahead-of-time kernel library with ctypes only."""
+def load_library(path: Path, meta: dict, lib: Any = None) -> NativeKernel:
+    """Load an ahead-of-time kernel library with ctypes only (``lib``: the library, already opened)."""
     import ctypes
-    lib = ctypes.CDLL(str(path))
+    lib = ctypes.CDLL(str(path)) if lib is None else lib
     addrs = {sym: ctypes.cast(getattr(lib, sym), ctypes.c_void_p).value for sym in entry_symbols(meta)}
     return NativeKernel(meta, addrs, keepalive=lib)
 
@@ -186,20 +186,31 @@ class CpuTarget:
             return self._build_jit(func, threads, options)
         key_opts = {k: v for k, v in options.items() if k != "num_threads"}
         key = cache.make_key(func, self.name, key_opts)
-        hit = cache.lookup(key) if cache.enabled() else None
-        if hit is not None:
-            manifest, path = hit
-            return CpuExecutable(load_library(path, manifest["meta"]), cache.read_ir(manifest), path.read_bytes(),
-                                 path, threads)
-        lib, meta, text = build_library(func, options)
         if cache.enabled():
-            manifest, path = cache.store(key, lib, meta, text)
-        else:
-            import tempfile
-            fd, tmp = tempfile.mkstemp(suffix=".so", prefix="tilec-")
-            os.write(fd, lib)
-            os.close(fd)
-            path = Path(tmp)
+            entry: dict = {}
+
+            def build_and_store() -> Path:
+                lib, meta, text = build_library(func, options)
+                entry.update(manifest=None, data=lib, text=text)
+                entry["manifest"], path = cache.store(key, lib, meta, text)
+                return path
+
+            hit = cache.lookup(key)
+            if hit is not None:
+                manifest, path, data = hit
+                entry.update(manifest=manifest, data=data, text=None)
+            else:
+                path = build_and_store()
+            cdll, path = runtime_cache.open_library(path, build_and_store)
+            text = entry["text"] if entry["text"] is not None else cache.read_ir(entry["manifest"])
+            return CpuExecutable(load_library(path, entry["manifest"]["meta"], cdll), text, entry["data"], path,
+                                 threads)
+        import tempfile                            # no cache: a private temporary library
+        lib, meta, text = build_library(func, options)
+        fd, tmp = tempfile.mkstemp(suffix=".so", prefix="tilec-")
+        os.write(fd, lib)
+        os.close(fd)
+        path = Path(tmp)
         return CpuExecutable(load_library(path, meta), text, lib, path, threads)
 
     def _build_jit(self, func: n.Func, threads, options: dict) -> CpuExecutable:
