@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	@touch $@
 
+# The suite runs on every core (pytest-xdist; a test file stays on one worker so that its module
+# fixtures build once). `make test JOBS=0` runs it in one process.
 test: venv
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q -n $(or $(JOBS),auto) --dist loadscope
 
 demo: venv
 	$(VENV)/bin/tilec run examples/*.py --target auto --check
