@@ -210,7 +210,7 @@ def cmd_generate(ns: argparse.Namespace) -> int:
 
     from .checkpoint import load_pretrained
     from .generate import check_sampling, generate
-    from .tokenizer import TextStream, chat_messages
+    from .tokenizer import TextStream, chat_messages, encode_chat
     weights = ns.weights[0] if len(ns.weights) == 1 else ns.weights
     pre = load_pretrained(weights, library=ns.model, config=ns.config, attention=ns.attention,
                           max_batch_size=ns.max_batch_size, max_seq_len=ns.max_seq_len)
@@ -223,8 +223,7 @@ def cmd_generate(ns: argparse.Namespace) -> int:
     temperature, top_p, top_k = _sampling(ns, pre.generation_config)
     check_sampling(temperature, top_p, top_k)
     if ns.chat:
-        prompts = [tok.encode(tok.apply_chat_template(chat_messages(p, ns.system), add_generation_prompt=True),
-                              add_bos=False) for p in ns.prompt]
+        prompts = [encode_chat(tok, chat_messages(p, ns.system)) for p in ns.prompt]
     else:
         prompts = [tok.encode(p) for p in ns.prompt]
     checker = _Checker(pre.reference()) if ns.check else None

@@ -53,6 +53,22 @@ def sample(logits: torch.Tensor, temperature: float, generator: Optional[torch.G
     return probs.div_(noise).argmax(dim=-1)
 
 
+def next_token(logits: torch.Tensor, temperature: float, generator: Optional[torch.Generator] = None,
+               top_p: float = 1.0, top_k: int = 0) -> torch.Tensor:
+    """The next token of each row of ``logits`` [B, V]: argmax at temperature 0, else ``sample``. The one
+    rule ``generate`` and the server (``serve.py``) both use, so the same seed gives the same tokens."""
+    return sample(logits, temperature, generator, top_p, top_k) if temperature > 0 else logits.argmax(dim=-1)
+
+
+def room(prompt_len: int, max_new_tokens: int, max_seq_len: int) -> int:
+    """How many tokens a prompt of ``prompt_len`` may get: ``max_new_tokens``, cut where the sequence
+    would pass ``max_seq_len`` (ValueError when not even one fits)."""
+    total = min(max_seq_len, max_new_tokens + prompt_len)
+    if prompt_len >= total:
+        raise ValueError(f"a prompt of {prompt_len} tokens leaves no room under max_seq_len={max_seq_len}")
+    return total - prompt_len
+
+
 @torch.inference_mode()
 def generate(forward: Callable[[torch.Tensor, int], torch.Tensor], prompts: list[list[int]],
              max_new_tokens: int, max_seq_len: int, eos_id: int, temperature: float = 0.0,
@@ -67,9 +83,7 @@ def generate(forward: Callable[[torch.Tensor, int], torch.Tensor], prompts: list
     lens = [len(p) for p in prompts]
     if min(lens) == 0:
         raise ValueError("every prompt needs at least one token")
-    total = min(max_seq_len, max_new_tokens + max(lens))
-    if max(lens) >= total:
-        raise ValueError(f"a prompt of {max(lens)} tokens leaves no room under max_seq_len={max_seq_len}")
+    total = max(lens) + room(max(lens), max_new_tokens, max_seq_len)
     tokens = torch.full((len(prompts), total), -1, dtype=torch.long)
     for i, p in enumerate(prompts):
         tokens[i, :len(p)] = torch.tensor(p, dtype=torch.long)
@@ -79,7 +93,7 @@ def generate(forward: Callable[[torch.Tensor, int], torch.Tensor], prompts: list
     prev = 0
     for cur in range(min(lens), total):
         logits = forward(tokens[:, prev:cur], prev)
-        nxt = sample(logits, temperature, generator, top_p, top_k) if temperature > 0 else logits.argmax(dim=-1)
+        nxt = next_token(logits, temperature, generator, top_p, top_k)
         nxt = torch.where(prompt_mask[:, cur], tokens[:, cur], nxt)
         tokens[:, cur] = nxt
         if on_token is not None:
