@@ -28,6 +28,18 @@ def check_sampling(temperature: float, top_p: float, top_k: int) -> None:
         raise ValueError(f"top_k must be >= 0 (0: no limit), not {top_k}")
 
 
+def sampling_defaults(generation_config: dict, temperature: Optional[float] = None, top_p: Optional[float] = None,
+                      top_k: Optional[int] = None) -> tuple[float, float, int]:
+    """(temperature, top_p, top_k): the given values, the rest from ``generation_config.json`` when it
+    samples (``do_sample``), else greedy (0, 1.0, 0). ``model generate`` and the server both use it."""
+    samples = bool(generation_config.get("do_sample", False))
+    t = temperature if temperature is not None else \
+        float(generation_config.get("temperature", 1.0)) if samples else 0.0
+    p = top_p if top_p is not None else float(generation_config.get("top_p", 1.0)) if samples else 1.0
+    k = top_k if top_k is not None else int(generation_config.get("top_k", 0)) if samples else 0
+    return t, p, k
+
+
 def filter_probs(probs: torch.Tensor, top_p: float = 1.0, top_k: int = 0) -> torch.Tensor:
     """``probs`` [B, V] with every token outside the top-k / top-p set zeroed (not renormalized)."""
     if top_k and top_k < probs.size(-1):
