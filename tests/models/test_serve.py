@@ -266,6 +266,27 @@ def test_malformed_requests_get_4xx_and_the_server_keeps_serving(served):
     assert wait_idle(base)["errors"] == 0
 
 
+def test_a_failing_step_fails_its_request_only(served, monkeypatch):
+    """A model call that raises answers its request with a 500 error body; the engine keeps serving."""
+    base, engine, _, _ = served
+    real = engine.model.prefill_slot
+    calls = []
+
+    def broken(tokens, slot, *a):
+        calls.append(slot)
+        if len(calls) == 1:
+            raise RuntimeError("injected")
+        return real(tokens, slot, *a)
+    monkeypatch.setattr(engine.model, "prefill_slot", broken)
+    before = engine.stats()["errors"]
+    with pytest.raises(openai.InternalServerError, match="RuntimeError: injected"):
+        client(base).completions.create(model=NAME, prompt="Hello", max_tokens=4, temperature=0)
+    r = client(base).completions.create(model=NAME, prompt="Hello", max_tokens=4, temperature=0)
+    assert r.choices[0].finish_reason in ("length", "stop")
+    h = wait_idle(base)
+    assert h["errors"] == before + 1 and h["free_slots"] == SLOTS
+
+
 def test_cli_serve_subprocess(folder):
     """`tilec model serve` in its own process: listens, answers /v1/models and a completion, exits on SIGTERM."""
     sock = socket.socket()

@@ -186,16 +186,22 @@ class Engine:
                 self.counters["steps"] += 1
                 self.counters["largest_batch"] = max(self.counters["largest_batch"], len(seqs))
         except Exception as e:         # a failed step fails its sequences; the engine keeps serving
-            self.counters["errors"] += 1
             for s in seqs:
-                s.done = True
-                self._free(s)
-                s.emit("error", (500, f"the model failed: {type(e).__name__}: {e}"))
+                self._fail(s, e)
             return
         for row, s in enumerate(seqs):
             p = s.params
-            tok = int(next_token(logits[row:row + 1], p.temperature, s.generator, p.top_p, p.top_k)[0])
-            self._accept(s, tok)
+            try:
+                tok = int(next_token(logits[row:row + 1], p.temperature, s.generator, p.top_p, p.top_k)[0])
+                self._accept(s, tok)
+            except Exception as e:
+                self._fail(s, e)
+
+    def _fail(self, seq: Sequence, e: Exception) -> None:
+        self.counters["errors"] += 1
+        seq.done = True
+        self._free(seq)
+        seq.emit("error", (500, f"the model failed: {type(e).__name__}: {e}"))
 
     def _accept(self, seq: Sequence, tok: int) -> None:
         seq.tokens.append(tok)
@@ -369,7 +375,7 @@ class Server:
             except ValueError as e:
                 raise RequestError(400, f"{e} (the model's context length)", "messages" if chat else "prompt",
                                    "context_length_exceeded") from None
-            seed = None if params.seed is None else params.seed + i
+            seed = None if params.seed is None else (params.seed + i) % 2 ** 64    # torch's seed range
             seqs.append(Sequence(p, Sampling(**{**params.__dict__, "seed": seed}), index=i))
         return seqs, stream, include_usage
 
