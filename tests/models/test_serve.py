@@ -142,7 +142,7 @@ def test_models_endpoint(served):
     assert h["status"] == "ok" and h["slots"] == SLOTS
 
 
-def test_concurrent_streams_equal_alone(served):
+def test_concurrent_streams_equal_alone(served, monkeypatch):
     """4 streaming clients at once (chat and plain completions, prompts of different lengths, one seeded
     sampled with a stop string) get what each prompt gives alone, decoded together in one batch."""
     base, engine, pre, alone = served
@@ -157,6 +157,16 @@ def test_concurrent_streams_equal_alone(served):
         expect.append((run_alone(pre, alone, ids, kw["max_tokens"], kw["temperature"], kw.get("top_p", 1.0),
                                  kw.get("seed", 0), kw.get("stop", ())), len(ids)))
     before = engine.stats()
+    real, first = engine.model.prefill_slot, []
+
+    def held(*a, **kw):       # the first prefill waits for the other requests to queue: they join together
+        if not first:
+            first.append(1)
+            deadline = time.time() + 20
+            while len(engine.waiting) < len(jobs) - 1 and time.time() < deadline:
+                time.sleep(0.005)
+        return real(*a, **kw)
+    monkeypatch.setattr(engine.model, "prefill_slot", held)
     c = client(base)
     barrier = threading.Barrier(len(jobs))
 
@@ -182,7 +192,7 @@ def test_concurrent_streams_equal_alone(served):
     assert "e" not in results[3][0] and results[3][2] == ["stop"]
     after = wait_idle(base)
     assert after["active"] == 0 and after["errors"] == 0
-    assert after["largest_batch"] >= 3, after          # the requests were decoded together
+    assert after["largest_batch"] == len(jobs), after          # the requests were decoded together
     assert after["finished"] - before["finished"] == len(jobs)
 
 
@@ -216,6 +226,24 @@ def test_disconnect_mid_stream_frees_the_slot(served):
     assert after["generated_tokens"] - before["generated_tokens"] < 24 + 40
     r = client(base).completions.create(model=NAME, prompt=prompt, max_tokens=24, temperature=0)
     assert r.choices[0].text == want and r.choices[0].finish_reason in ("length", "stop")
+
+
+def test_disconnect_while_waiting_for_a_plain_answer(served, monkeypatch):
+    """A non-streamed request whose client gives up is cancelled too (the server watches the connection)."""
+    base, engine, _, _ = served
+    real = engine.model.decode_slots
+
+    def slow(*a, **kw):        # 50 ms a step: the 40 steps outlast the client's 0.3 s
+        time.sleep(0.05)
+        return real(*a, **kw)
+    monkeypatch.setattr(engine.model, "decode_slots", slow)
+    before = engine.stats()
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(base + "/v1/completions", json={"model": NAME, "prompt": "Hello", "max_tokens": 40,
+                                                   "temperature": 0}, timeout=0.3)
+    after = wait_idle(base)
+    assert after["cancelled"] - before["cancelled"] == 1 and after["finished"] == before["finished"]
+    assert after["steps"] - before["steps"] < 39 and after["free_slots"] == SLOTS
 
 
 BAD = [
