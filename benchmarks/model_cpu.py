@@ -10,6 +10,14 @@ models hold the same random weights. A round is one prefill of ``batch x prompt-
 ``decode-steps`` single-token steps; rounds alternate the two models so a noisy machine slows both
 alike, and the medians are reported. ratio = reference time / compiled time (> 1: compiled is faster).
 The result is printed as JSON (and written to ``--json``).
+
+Server throughput (``"server"`` in the JSON; ``--serve-clients 1,4,16``, ``--serve-clients ''`` skips it):
+the compiled model behind ``tilec model serve``'s app (``serve.py``: continuous batching over
+``--serve-slots`` cache slots, default 16) under uvicorn in a thread of this process, and N concurrent
+httpx clients, each sending ``--serve-requests`` non-streaming /v1/completions one after another
+(prompts of ``--serve-prompt-len`` random token ids, ``max_tokens`` ``--serve-max-tokens``, greedy).
+Reported per N: requests/s, completion tokens/s (from the responses' usage), mean latency, and the
+largest batch the engine decoded at once.
 """
 from __future__ import annotations
 
@@ -49,6 +57,65 @@ def one_round(forward, tokens: torch.Tensor, steps: int) -> tuple[float, float]:
     return t1 - t0, (t3 - t2) / steps
 
 
+def serve_throughput(args, params: dict, kernels, clients: list[int], requests: int, prompt_len: int,
+                     max_tokens: int) -> dict:
+    """The server part (module docstring): {"slots", "runs": [{clients, requests, ...}, ...]}."""
+    import socket
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from tilec.models.deepseek_v32.serve import Engine, create_app, uvicorn_server
+    from tilec.models.deepseek_v32.tokenizer import ByteTokenizer
+    model = Model(args, params, kernels)
+    engine = Engine(model, ByteTokenizer(args.vocab_size))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}/v1/completions"
+    server = uvicorn_server(create_app(engine, "bench"), log_level="warning")
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    gen = torch.Generator().manual_seed(1)
+
+    def client(n_req: int) -> list[tuple[float, int]]:
+        out = []
+        with httpx.Client(timeout=600) as h:
+            for _ in range(n_req):
+                prompt = torch.randint(2, args.vocab_size, (prompt_len,), generator=gen).tolist()
+                t0 = time.perf_counter()
+                r = h.post(base, json={"model": "bench", "prompt": prompt, "max_tokens": max_tokens,
+                                       "temperature": 0})
+                r.raise_for_status()
+                out.append((time.perf_counter() - t0, r.json()["usage"]["completion_tokens"]))
+        return out
+
+    runs = []
+    try:
+        client(1)                                    # warm-up
+        for n in clients:
+            before = engine.stats()
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(n) as pool:
+                done = [x for rows in pool.map(client, [requests] * n) for x in rows]
+            wall = time.perf_counter() - t0
+            after = engine.stats()
+            tokens = sum(t for _, t in done)
+            runs.append({"clients": n, "requests": len(done), "wall_s": wall, "requests_per_s": len(done) / wall,
+                         "tokens_per_s": tokens / wall, "completion_tokens": tokens,
+                         "mean_latency_s": statistics.mean(lat for lat, _ in done),
+                         "decode_steps": after["steps"] - before["steps"]})
+            # the largest batch over the whole run so far (the counter is cumulative; runs grow in N)
+            runs[-1]["largest_batch_so_far"] = after["largest_batch"]
+    finally:
+        server.should_exit = True
+        thread.join()
+        sock.close()
+    return {"slots": args.max_batch_size, "prompt_len": prompt_len, "max_tokens": max_tokens, "runs": runs}
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="tiny")
@@ -58,6 +125,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--decode-steps", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", help="also write the result here")
+    ap.add_argument("--serve-clients", default="1,4,16", help="concurrent clients per server run ('' skips it)")
+    ap.add_argument("--serve-slots", type=int, default=16, help="the server's cache slots (max_batch_size)")
+    ap.add_argument("--serve-requests", type=int, default=2, help="requests per client")
+    ap.add_argument("--serve-prompt-len", type=int, default=32)
+    ap.add_argument("--serve-max-tokens", type=int, default=16)
     ns = ap.parse_args(argv)
     args = get_config(ns.config)
     tmp = None
@@ -86,6 +158,14 @@ def main(argv=None) -> dict:
                      "decode_step_s": dec, "decode_tokens_per_s": ns.batch / dec}
     out["prefill_ratio"] = out["reference"]["prefill_s"] / out["compiled"]["prefill_s"]
     out["decode_ratio"] = out["reference"]["decode_step_s"] / out["compiled"]["decode_step_s"]
+    clients = [int(c) for c in ns.serve_clients.split(",") if c.strip()]
+    if clients:
+        from dataclasses import replace
+        out["server"] = serve_throughput(replace(lib.args, max_batch_size=ns.serve_slots), dict(ref.state_dict()),
+                                         lib, clients, ns.serve_requests, ns.serve_prompt_len, ns.serve_max_tokens)
+        for r in out["server"]["runs"]:
+            print(f"server, {r['clients']:2d} clients: {r['requests_per_s']:.2f} requests/s, "
+                  f"{r['tokens_per_s']:.1f} tokens/s, mean latency {r['mean_latency_s']:.2f} s", file=sys.stderr)
     text = json.dumps(out, indent=2)
     print(text)
     if ns.json:

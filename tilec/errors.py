@@ -80,7 +80,8 @@ class TilecWarning(UserWarning):
 
 
 # Optional dependencies and the extra that installs each (pyproject.toml [project.optional-dependencies]).
-EXTRAS = {"torch": "torch", "safetensors": "model", "tokenizers": "model", "matplotlib": "plot"}
+EXTRAS = {"torch": "torch", "safetensors": "model", "tokenizers": "model", "matplotlib": "plot",
+          "starlette": "serve", "uvicorn": "serve"}
 
 
 def missing_extra(module: str, what: str, extra: str = "") -> TilecError:

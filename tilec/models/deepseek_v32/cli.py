@@ -5,6 +5,8 @@
 - ``tilec model build --config tiny --target cpu -o build/dsv32-tiny [--max-batch-size N --max-seq-len N]``:
   every kernel of the configuration compiled into one shared library plus ``manifest.json``
   (``library.py``). ``--weights FOLDER`` takes the configuration from the folder's config.json.
+- ``tilec model serve --weights FOLDER [--model DIR] [--host H --port P --max-batch-size N]``: an
+  OpenAI-compatible HTTP server (``serve.py``) with continuous batching over the batch slots.
 - ``tilec model generate --weights FOLDER|INDEX|FILE... [--model DIR] --prompt "..." [--chat [--system S]]
   [--max-new-tokens 32] [--temperature T --top-p P --top-k K --seed S] [--stop STR] [--check]``:
   with ``--model`` loads only the built library (no compiler), else compiles the kernels in-process;
@@ -30,13 +32,14 @@ examples:
       --max-new-tokens 32 --temperature 0 --check
   tilec model build --weights DeepSeek-V3.2-Exp/ --max-batch-size 4 --max-seq-len 4096 -o build/dsv32
   tilec model generate --model build/dsv32 --weights DeepSeek-V3.2-Exp/ --chat --prompt "Hi" --top-p 0.95
+  tilec model serve --model build/dsv32 --weights DeepSeek-V3.2-Exp/ --port 8000
 """
 _CONFIG_HELP = "tiny, tiny-fp8, a config.json (Hugging Face keys) or a ModelArgs JSON"
 
 
 def register(sub: Any) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
-    p = sub.add_parser("model", help="DeepSeek-V3.2 on compiled kernels: init, build, generate",
+    p = sub.add_parser("model", help="DeepSeek-V3.2 on compiled kernels: init, build, generate, serve",
                        epilog=_HELP, formatter_class=fmt,
                        description="DeepSeek-V3.2-Exp assembled from tilec kernels.")
     msub = p.add_subparsers(dest="model_command", metavar="SUBCOMMAND", required=True)
@@ -79,6 +82,25 @@ def register(sub: Any) -> None:
                    help="attention kernels: the reference's rounding points, or FlashMLA semantics")
     q.add_argument("--check", action="store_true", help="run the PyTorch reference alongside")
     q.set_defaults(handler=_user_errors(cmd_generate))
+    q = msub.add_parser("serve", help="an OpenAI-compatible HTTP server with continuous batching",
+                        description="Serve /v1/models, /v1/completions and /v1/chat/completions (streaming "
+                                    "too); concurrent requests share the library's batch slots "
+                                    "(docs/model.md, 'Serving').")
+    q.add_argument("--model", "--library", dest="model", default=None, metavar="DIR",
+                   help="a folder written by `tilec model build` (default: compile the kernels in this process)")
+    q.add_argument("--weights", required=True, metavar="PATH", nargs="+",
+                   help="a checkpoint folder, its model.safetensors.index.json, or safetensors file(s)")
+    q.add_argument("--config", default=None, help=_CONFIG_HELP + " (default: the library's, else the "
+                                                                 "folder's config.json)")
+    q.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    q.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
+    q.add_argument("--served-model-name", default=None, metavar="NAME",
+                   help="the model id clients name (default: the checkpoint folder's name)")
+    _size_args(q, "the server's slots; without --model; with --model at most the library's")
+    q.add_argument("--attention", default="reference", choices=("reference", "flashmla"),
+                   help="attention kernels (as for generate)")
+    q.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    q.set_defaults(handler=_user_errors(cmd_serve))
 
 
 def _size_args(q: Any, note: str) -> None:
@@ -197,11 +219,8 @@ class _Checker:
 
 def _sampling(ns: argparse.Namespace, gen_cfg: dict) -> tuple[float, float, int]:
     """--temperature/--top-p/--top-k, defaulting to generation_config.json when it samples."""
-    samples = bool(gen_cfg.get("do_sample", False))
-    t = ns.temperature if ns.temperature is not None else float(gen_cfg.get("temperature", 1.0)) if samples else 0.0
-    p = ns.top_p if ns.top_p is not None else float(gen_cfg.get("top_p", 1.0)) if samples else 1.0
-    k = ns.top_k if ns.top_k is not None else int(gen_cfg.get("top_k", 0)) if samples else 0
-    return t, p, k
+    from .generate import sampling_defaults
+    return sampling_defaults(gen_cfg, ns.temperature, ns.top_p, ns.top_k)
 
 
 def cmd_generate(ns: argparse.Namespace) -> int:
@@ -210,7 +229,7 @@ def cmd_generate(ns: argparse.Namespace) -> int:
 
     from .checkpoint import load_pretrained
     from .generate import check_sampling, generate
-    from .tokenizer import TextStream, chat_messages
+    from .tokenizer import TextStream, chat_messages, encode_chat
     weights = ns.weights[0] if len(ns.weights) == 1 else ns.weights
     pre = load_pretrained(weights, library=ns.model, config=ns.config, attention=ns.attention,
                           max_batch_size=ns.max_batch_size, max_seq_len=ns.max_seq_len)
@@ -223,8 +242,7 @@ def cmd_generate(ns: argparse.Namespace) -> int:
     temperature, top_p, top_k = _sampling(ns, pre.generation_config)
     check_sampling(temperature, top_p, top_k)
     if ns.chat:
-        prompts = [tok.encode(tok.apply_chat_template(chat_messages(p, ns.system), add_generation_prompt=True),
-                              add_bos=False) for p in ns.prompt]
+        prompts = [encode_chat(tok, chat_messages(p, ns.system)) for p in ns.prompt]
     else:
         prompts = [tok.encode(p) for p in ns.prompt]
     checker = _Checker(pre.reference()) if ns.check else None
@@ -272,6 +290,27 @@ def cmd_generate(ns: argparse.Namespace) -> int:
             print(f"{p!r} -> {_printable(o)!r}")
     _print_speed(times, len(prompts))
     return _print_check(checker) if checker is not None else 0
+
+
+def cmd_serve(ns: argparse.Namespace) -> int:
+    from tilec.errors import require
+
+    from .checkpoint import load_pretrained
+    from .serve import SERVE_WHAT, Engine, create_app, model_name, uvicorn_server
+    require("starlette", SERVE_WHAT)
+    require("uvicorn", SERVE_WHAT)
+    if not 0 <= ns.port <= 65535:
+        raise ValueError(f"--port {ns.port}: not a port number (0..65535)")
+    weights = ns.weights[0] if len(ns.weights) == 1 else ns.weights
+    pre = load_pretrained(weights, library=ns.model, config=ns.config, attention=ns.attention,
+                          max_batch_size=ns.max_batch_size, max_seq_len=ns.max_seq_len)
+    name = ns.served_model_name or model_name(weights, ns.config)
+    engine = Engine(pre.model, pre.tokenizer)
+    server = uvicorn_server(create_app(engine, name, pre.generation_config), ns.host, ns.port, ns.log_level)
+    print(f"serving {name} ({pre.args.max_batch_size} slots, max_seq_len {pre.args.max_seq_len}) on "
+          f"http://{ns.host}:{ns.port}/v1", file=sys.stderr, flush=True)
+    server.run()
+    return 0
 
 
 def _printable(text: str) -> str:

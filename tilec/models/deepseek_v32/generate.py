@@ -28,6 +28,18 @@ def check_sampling(temperature: float, top_p: float, top_k: int) -> None:
         raise ValueError(f"top_k must be >= 0 (0: no limit), not {top_k}")
 
 
+def sampling_defaults(generation_config: dict, temperature: Optional[float] = None, top_p: Optional[float] = None,
+                      top_k: Optional[int] = None) -> tuple[float, float, int]:
+    """(temperature, top_p, top_k): the given values, the rest from ``generation_config.json`` when it
+    samples (``do_sample``), else greedy (0, 1.0, 0). ``model generate`` and the server both use it."""
+    samples = bool(generation_config.get("do_sample", False))
+    t = temperature if temperature is not None else \
+        float(generation_config.get("temperature", 1.0)) if samples else 0.0
+    p = top_p if top_p is not None else float(generation_config.get("top_p", 1.0)) if samples else 1.0
+    k = top_k if top_k is not None else int(generation_config.get("top_k", 0)) if samples else 0
+    return t, p, k
+
+
 def filter_probs(probs: torch.Tensor, top_p: float = 1.0, top_k: int = 0) -> torch.Tensor:
     """``probs`` [B, V] with every token outside the top-k / top-p set zeroed (not renormalized)."""
     if top_k and top_k < probs.size(-1):
@@ -53,6 +65,22 @@ def sample(logits: torch.Tensor, temperature: float, generator: Optional[torch.G
     return probs.div_(noise).argmax(dim=-1)
 
 
+def next_token(logits: torch.Tensor, temperature: float, generator: Optional[torch.Generator] = None,
+               top_p: float = 1.0, top_k: int = 0) -> torch.Tensor:
+    """The next token of each row of ``logits`` [B, V]: argmax at temperature 0, else ``sample``. The one
+    rule ``generate`` and the server (``serve.py``) both use, so the same seed gives the same tokens."""
+    return sample(logits, temperature, generator, top_p, top_k) if temperature > 0 else logits.argmax(dim=-1)
+
+
+def room(prompt_len: int, max_new_tokens: int, max_seq_len: int) -> int:
+    """How many tokens a prompt of ``prompt_len`` may get: ``max_new_tokens``, cut where the sequence
+    would pass ``max_seq_len`` (ValueError when not even one fits)."""
+    total = min(max_seq_len, max_new_tokens + prompt_len)
+    if prompt_len >= total:
+        raise ValueError(f"a prompt of {prompt_len} tokens leaves no room under max_seq_len={max_seq_len}")
+    return total - prompt_len
+
+
 @torch.inference_mode()
 def generate(forward: Callable[[torch.Tensor, int], torch.Tensor], prompts: list[list[int]],
              max_new_tokens: int, max_seq_len: int, eos_id: int, temperature: float = 0.0,
@@ -67,9 +95,7 @@ def generate(forward: Callable[[torch.Tensor, int], torch.Tensor], prompts: list
     lens = [len(p) for p in prompts]
     if min(lens) == 0:
         raise ValueError("every prompt needs at least one token")
-    total = min(max_seq_len, max_new_tokens + max(lens))
-    if max(lens) >= total:
-        raise ValueError(f"a prompt of {max(lens)} tokens leaves no room under max_seq_len={max_seq_len}")
+    total = max(lens) + room(max(lens), max_new_tokens, max_seq_len)
     tokens = torch.full((len(prompts), total), -1, dtype=torch.long)
     for i, p in enumerate(prompts):
         tokens[i, :len(p)] = torch.tensor(p, dtype=torch.long)
@@ -79,7 +105,7 @@ def generate(forward: Callable[[torch.Tensor, int], torch.Tensor], prompts: list
     prev = 0
     for cur in range(min(lens), total):
         logits = forward(tokens[:, prev:cur], prev)
-        nxt = sample(logits, temperature, generator, top_p, top_k) if temperature > 0 else logits.argmax(dim=-1)
+        nxt = next_token(logits, temperature, generator, top_p, top_k)
         nxt = torch.where(prompt_mask[:, cur], tokens[:, cur], nxt)
         tokens[:, cur] = nxt
         if on_token is not None:

@@ -20,7 +20,7 @@ this process, for development and tests).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional, Union
 
 import torch
 
@@ -33,6 +33,18 @@ BF16, F32, FP8 = torch.bfloat16, torch.float32, torch.float8_e4m3fn
 # softmax), so tokens match reference.py; "flashmla": both on the FlashMLA-semantics sparse kernel
 # (fp32 scores and online softmax: closer to exact math, further from the bf16 reference).
 ATTENTION_MODES = ("reference", "flashmla")
+
+
+class _Rows(NamedTuple):
+    """Which cache rows a forward call's batch rows use, and where they sit (``Model.prefill_slot`` /
+    ``decode_slots``). ``slots``: a slice of the cache batch (a view) or an index tensor (a gather);
+    ``positions``: None when every row is at ``start_pos`` (``forward``), else each row's position
+    (one token per row)."""
+    slots: Union[slice, torch.Tensor] = slice(None)
+    positions: Optional[torch.Tensor] = None
+
+
+_ALL_ROWS = _Rows()
 
 
 class JitKernels:
@@ -74,6 +86,7 @@ class Model:
         self.experts = [self._stack_experts(i) if i >= args.n_dense_layers else None
                         for i in range(args.n_layers)]
         self.batch = 0
+        self._rows = _ALL_ROWS       # set by prefill_slot / decode_slots for the duration of a call
         # Optional hook ``decide(kind, layer, start_pos, value) -> value`` on the discrete choices
         # ("topk": int32 [B, S, k] positions; "route": (weights, expert ids)); the tests use it to
         # hold those choices to the reference's where a near-tie made them differ.
@@ -116,9 +129,14 @@ class Model:
         return y.view(x.shape), s.view(*x.shape[:-1], n // 128)
 
     def rotary(self, x: torch.Tensor, freqs: torch.Tensor, off: int, interleaved: bool) -> torch.Tensor:
-        """Rotate ``rope_dim`` dims from ``off`` of x [B, S, H, D]; the other dims pass through."""
-        _, _, h, d = x.shape
-        return self.k(specs.rope, h, d, self.args.qk_rope_head_dim, off, interleaved)(x, freqs)
+        """Rotate ``rope_dim`` dims from ``off`` of x [B, S, H, D]; the other dims pass through.
+        ``freqs`` [S, r/2, 2] for every row alike, or [B, S, r/2, 2] per row (rows at their own
+        positions: the rows become one sequence of B * S positions for the same kernel)."""
+        b, s, h, d = x.shape
+        fn = self.k(specs.rope, h, d, self.args.qk_rope_head_dim, off, interleaved)
+        if freqs.dim() == 4:
+            return fn(x.reshape(1, b * s, h, d), freqs.reshape(b * s, *freqs.shape[2:])).view(b, s, h, d)
+        return fn(x, freqs)
 
     # --- weights prepared once ---------------------------------------------------------------------
     def _absorbed_wkv_b(self, i: int) -> torch.Tensor:
@@ -154,6 +172,29 @@ class Model:
         self.k_scale = [torch.zeros(batch, s, dtype=F32) for _ in range(a.n_layers)]
         self.batch = batch
 
+    def _cache_put(self, cache: torch.Tensor, start_pos: int, value: torch.Tensor, cols: slice = slice(None)):
+        """Write ``value`` [B, S, ...] at the batch rows' positions (``start_pos`` on, or each row's own)."""
+        r = self._rows
+        tail = () if cols == slice(None) else (cols,)
+        if r.positions is None:
+            cache[(r.slots, slice(start_pos, start_pos + value.size(1))) + tail] = value
+        else:       # row j at (slots[j], positions[j]): two index tensors, paired
+            rows = r.slots if isinstance(r.slots, torch.Tensor) else torch.arange(r.slots.start, r.slots.stop)
+            cache[(rows, r.positions) + tail] = value[:, 0]
+
+    def _cache_rows(self, cache: torch.Tensor, end: Optional[int] = None) -> torch.Tensor:
+        """The batch rows' part of a cache [B, end, ...] (a view for a slice of slots, else a gather)."""
+        return cache[self._rows.slots, :end]
+
+    def _mask_rows(self, scores: torch.Tensor) -> torch.Tensor:
+        """Indexer scores [B, 1, end] of rows at their own positions: keys past a row's position (another
+        row's, or a slot's previous request) get -inf, so top-k never picks them."""
+        pos = self._rows.positions
+        if pos is None:
+            return scores
+        late = torch.arange(scores.size(-1)) > pos.view(-1, 1)
+        return scores.masked_fill(late.view(pos.numel(), 1, -1), float("-inf"))
+
     # --- layers ----------------------------------------------------------------------------------
     def indexer(self, i: int, x, qr, start_pos: int, freqs, prefill: bool) -> torch.Tensor:
         """Top-k positions int32 [B, S, index_topk] (-1 where fewer are valid)."""
@@ -169,15 +210,16 @@ class Model:
         had = self.k(specs.hadamard, idim)
         q8, qs = self.act_quant(had(q.view(-1, idim)).view(bsz, seqlen, ih, idim))
         k8, ks = self.act_quant(had(k.view(-1, idim)).view(bsz, seqlen, idim))
-        self.k_cache[i][:, start_pos:end] = k8
-        self.k_scale[i][:, start_pos:end] = ks[..., 0]
+        self._cache_put(self.k_cache[i], start_pos, k8)
+        self._cache_put(self.k_scale[i], start_pos, ks[..., 0])
         xf = self.k(specs.cast, a.dim, specs.BF16, specs.F32)(x.view(-1, a.dim))
         w = self.linear(xf, self.p[pre + "weights_proj.weight"], None)
         w = self.k(specs.index_weights, ih, ih ** -0.5, idim ** -0.5)(w, qs.reshape(-1, ih))
-        kc = self.k_cache[i][:, :end].contiguous()
-        kscale = self.k_scale[i][:, :end].contiguous()
+        kc = self._cache_rows(self.k_cache[i], end).contiguous()
+        kscale = self._cache_rows(self.k_scale[i], end).contiguous()
         scores = self.k(specs.fp8_index, ih, idim, prefill, self.target)(
             q8, w.view(bsz, seqlen, ih), kc, kscale)
+        scores = self._mask_rows(scores)
         top = self.k(specs.topk, a.index_topk, specs.topk_capacity(end))(scores.view(bsz * seqlen, end))
         top = top.view(bsz, seqlen, a.index_topk)
         return self.decide("topk", i, start_pos, top) if self.decide is not None else top
@@ -185,16 +227,15 @@ class Model:
     def attention(self, i: int, x, start_pos: int, freqs, prefill: bool) -> torch.Tensor:
         a, pre = self.args, f"layers.{i}.attn."
         bsz, seqlen, _ = x.shape
-        end = start_pos + seqlen
         h, c, r, nope, v = a.n_heads, a.kv_lora_rank, a.qk_rope_head_dim, a.qk_nope_head_dim, a.v_head_dim
         qr = self.rms(self.lin(pre + "wq_a", x), self.p[pre + "q_norm.weight"])
         q = self.rotary(self.lin(pre + "wq_b", qr).view(bsz, seqlen, h, a.qk_head_dim), freqs, nope, True)
         kv = self.rotary(self.lin(pre + "wkv_a", x).view(bsz, seqlen, 1, c + r), freqs, c, True)
         latent = self.rms(kv[..., :c].contiguous().view(-1, c), self.p[pre + "kv_norm.weight"])
         latent = self.k(specs.act_dequant, c)(*self.act_quant(latent))        # the FP8 KV-cache simulation
-        cache = self.kv_cache[i]
-        cache[:, start_pos:end, :c] = latent.view(bsz, seqlen, c)
-        cache[:, start_pos:end, c:] = kv.view(bsz, seqlen, c + r)[..., c:]
+        self._cache_put(self.kv_cache[i], start_pos, latent.view(bsz, seqlen, c), slice(None, c))
+        self._cache_put(self.kv_cache[i], start_pos, kv.view(bsz, seqlen, c + r)[..., c:], slice(c, None))
+        cache = self._cache_rows(self.kv_cache[i])
         top = self.indexer(i, x, qr, start_pos, freqs, prefill)
         if self.attn_mode == "flashmla":
             o = self._attn_flashmla(i, q, top)
@@ -226,7 +267,8 @@ class Model:
         bsz, seqlen, h, _ = q.shape
         c, r, nope = a.kv_lora_rank, a.qk_rope_head_dim, a.qk_nope_head_dim
         q_full = torch.cat([self._absorb_q(i, q).view(bsz, seqlen, h, c), q[..., nope:]], dim=-1)
-        o_lat, _ = self.k(specs.sparse_mla, h, c + r, c, a.softmax_scale)(q_full, self.kv_cache[i], top)
+        o_lat, _ = self.k(specs.sparse_mla, h, c + r, c, a.softmax_scale)(q_full, self._cache_rows(self.kv_cache[i]),
+                                                                         top)
         return self._apply_w_uv(i, o_lat)
 
     def mlp(self, pre: str, x: torch.Tensor) -> torch.Tensor:
@@ -295,7 +337,12 @@ class Model:
             if start_pos != 0:
                 raise ValueError(f"decode with batch {bsz}, but the caches hold batch {self.batch}")
             self.reset(bsz)
-        freqs = self.rope[start_pos:start_pos + seqlen]
+        return self._layers(tokens, start_pos, self.rope[start_pos:start_pos + seqlen], prefill, all_logits)
+
+    def _layers(self, tokens: torch.Tensor, start_pos: int, freqs: torch.Tensor, prefill: bool,
+                all_logits: bool = False) -> torch.Tensor:
+        a = self.args
+        bsz = tokens.size(0)
         hid, residual = self.p["embed.weight"][tokens], None
         for i in range(a.n_layers):
             hid, residual = self.block(i, hid, residual, start_pos, freqs, prefill)
@@ -307,6 +354,54 @@ class Model:
         return logits if all_logits else logits[:, 0]
 
     __call__ = forward
+
+    # --- one cache slot at a time (continuous batching: ``serve.py``) ----------------------------------
+    def _check_slots(self, slots: list[int]) -> None:
+        if self.batch == 0:
+            raise ValueError("no caches: call reset(batch) before prefill_slot / decode_slots")
+        bad = [s for s in slots if not 0 <= s < self.batch]
+        if bad:
+            raise ValueError(f"cache slot {bad[0]} is not in 0..{self.batch - 1}")
+
+    @torch.inference_mode()
+    def prefill_slot(self, tokens: torch.Tensor, slot: int, all_logits: bool = False) -> torch.Tensor:
+        """Prefill one sequence (``tokens`` [S] or [1, S], positions 0..S-1) into cache row ``slot`` of
+        the caches ``reset`` allocated, leaving the other rows alone: logits fp32 [vocab] (or [S, vocab]).
+        The same kernels on the same values as ``forward(tokens[None], 0)`` on a fresh batch of one."""
+        tokens = tokens.view(1, -1)
+        seqlen = tokens.size(1)
+        if seqlen > self.args.max_seq_len:
+            raise ValueError(f"positions up to {seqlen} exceed max_seq_len={self.args.max_seq_len}")
+        self._check_slots([slot])
+        self._rows = _Rows(slice(slot, slot + 1))
+        try:
+            return self._layers(tokens, 0, self.rope[:seqlen], seqlen > 1, all_logits)[0]
+        finally:
+            self._rows = _ALL_ROWS
+
+    @torch.inference_mode()
+    def decode_slots(self, tokens: torch.Tensor, positions: torch.Tensor, slots: list[int]) -> torch.Tensor:
+        """One decode step of rows at different positions: row j feeds ``tokens[j]`` at position
+        ``positions[j]`` of cache row ``slots[j]`` (each slot prefilled to that position): logits fp32
+        [len(slots), vocab]. A row sees only its own cache up to its own position (the indexer masks the
+        rest), so each row's logits are those of ``forward`` running that sequence alone."""
+        tokens, positions = tokens.view(-1, 1), positions.to(torch.long).view(-1)
+        if not len(slots) == tokens.size(0) == positions.numel():
+            raise ValueError(f"{tokens.size(0)} tokens, {positions.numel()} positions, {len(slots)} slots")
+        if len(set(slots)) != len(slots):
+            raise ValueError(f"a slot appears twice in {slots}")
+        self._check_slots(slots)
+        last = int(positions.max())
+        if int(positions.min()) < 0 or last >= self.args.max_seq_len:
+            raise ValueError(f"positions {positions.tolist()} outside 0..{self.args.max_seq_len - 1}")
+        lo = min(slots)
+        rows = slice(lo, lo + len(slots)) if list(slots) == list(range(lo, lo + len(slots))) \
+            else torch.tensor(slots, dtype=torch.long)
+        self._rows = _Rows(rows, positions)
+        try:
+            return self._layers(tokens, last, self.rope[positions].unsqueeze(1), False)
+        finally:
+            self._rows = _ALL_ROWS
 
 
 def from_reference(ref: Any, kernels: Any, target: str = "cpu", attention: str = "reference") -> Model:

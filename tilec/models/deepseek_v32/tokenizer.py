@@ -177,6 +177,12 @@ def chat_messages(prompt: str, system: Optional[str] = None) -> list[dict]:
     return msgs + [{"role": "user", "content": prompt}]
 
 
+def encode_chat(tokenizer: Any, messages: list[dict]) -> list[int]:
+    """Token ids of ``messages`` in the chat template with the generation prompt (the template carries
+    its own BOS): what ``model generate --chat`` and the server's /v1/chat/completions feed the model."""
+    return tokenizer.encode(tokenizer.apply_chat_template(messages, add_generation_prompt=True), add_bos=False)
+
+
 def load_tokenizer(model_dir: Optional[str], vocab_size: int):
     """``tokenizer.json`` (with tokenizer_config.json / generation_config.json) from ``model_dir`` when
     present, else the byte tokenizer."""
