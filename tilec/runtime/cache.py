@@ -104,19 +104,29 @@ def cached_build(path: Path, build: Callable[[Path], None]) -> Path:
     return path
 
 
-def open_library(path: Path, rebuild: Callable[[], Path], attempts: int = 3) -> tuple[Any, Path]:
-    """``(ctypes.CDLL, path)`` of a cached shared library, safe against eviction by another process.
+def open_library(build: Callable[[], Path]) -> tuple[Any, Path]:
+    """``(ctypes.CDLL, path)`` of the cached shared library ``build()`` returns (it finds or builds the
+    entry), safe against eviction by another process.
 
     Between a lookup and ``dlopen`` another process's write may evict the entry (it trims the cache to its
     bound). Eviction removes files under the evict lock, so holding that lock from the check to the end
-    of ``dlopen`` closes the gap; an entry already gone is rebuilt by ``rebuild()``, which returns its path.
+    of ``dlopen`` closes the gap; an entry already gone is built again.
     """
     import ctypes
+    return _use_entry(build, lambda path: ctypes.CDLL(str(path)))
+
+
+def read_entry(build: Callable[[], Path]) -> tuple[bytes, Path]:
+    """``(bytes, path)`` of the cache entry ``build()`` returns, built again if evicted before it is read."""
+    return _use_entry(build, Path.read_bytes)
+
+
+def _use_entry(build: Callable[[], Path], use: Callable[[Path], Any], attempts: int = 3) -> tuple[Any, Path]:
     for _ in range(attempts):
+        path = build()
         with lock("evict"):
             if _valid(path):
-                return ctypes.CDLL(str(path)), path
-        path = rebuild()
+                return use(path), path
     raise TilecError(f"compile cache: {path} was evicted by other processes {attempts} times before it could be "
                      f"loaded; raise TILEC_CACHE_MAX (now {format_size(max_size())})")
 

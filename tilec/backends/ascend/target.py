@@ -23,17 +23,13 @@ from .codegen import generate, symbolic_dims
 
 
 class AscendExecutable:
-    def __init__(self, func: Func, source: str, lib_path: str, rebuild: Optional[Callable[[], Path]] = None):
-        """``rebuild``: rebuilds the cache entry at ``lib_path`` if another process evicted it meanwhile."""
+    def __init__(self, func: Func, source: str, build: Callable[[], Path]):
+        """``build``: finds or builds the cached library (``runtime_cache.open_library``)."""
         self.func = func
         self.source = source
         self.binary: Optional[bytes] = None
-        if rebuild is None:
-            self._lib = ctypes.CDLL(lib_path)
-        else:
-            self._lib, path = runtime_cache.open_library(Path(lib_path), rebuild)
-            lib_path = str(path)
-        self.lib_path = lib_path
+        self._lib, path = runtime_cache.open_library(build)
+        self.lib_path = str(path)
         self._fn = self._lib.tilec_launch
         self._fn.restype = ctypes.c_int
         self._dims = symbolic_dims(func)
@@ -79,4 +75,4 @@ class AscendTarget:
             except CompileError as e:
                 raise TilecError(f"ascend target: the generated AscendC for '{func.name}' did not compile:\n{e}") from e
 
-        return AscendExecutable(func, source, str(compile_library()), compile_library)
+        return AscendExecutable(func, source, compile_library)

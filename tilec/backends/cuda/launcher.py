@@ -35,22 +35,14 @@ def torch_dtype(dtype: str) -> Any:
 class CudaExecutable:
     """A built CUDA kernel: generated source, shared library, and the launcher call."""
 
-    def __init__(self, src: CudaSource, library: Path, arch: str, rebuild: Optional[Callable[[], Path]] = None):
-        """``rebuild``: rebuilds the cache entry at ``library`` if another process evicted it meanwhile."""
+    def __init__(self, src: CudaSource, build: Callable[[], Path], arch: str):
+        """``build``: finds or builds the cached library (``runtime_cache.open_library``)."""
         self.src = src
         self.source = src.text
-        self.library = library
         self.arch = arch
-        self._rebuild = rebuild
-        self.binary: Optional[bytes] = None
-        for _ in range(3):
-            try:
-                self.binary = self.library.read_bytes()
-                break
-            except FileNotFoundError:
-                if rebuild is None:
-                    raise
-                self.library = rebuild()
+        self._build = build
+        self.binary: Optional[bytes]
+        self.binary, self.library = runtime_cache.read_entry(build)
         self._fn: Any = None
 
     def get_kernel_source(self) -> str:
@@ -58,10 +50,7 @@ class CudaExecutable:
 
     def _function(self) -> Any:
         if self._fn is None:
-            if self._rebuild is None:
-                lib = ctypes.CDLL(str(self.library))
-            else:
-                lib, self.library = runtime_cache.open_library(self.library, self._rebuild)
+            lib, self.library = runtime_cache.open_library(self._build)
             fn = getattr(lib, self.src.entry)
             fn.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_longlong),
                            ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]

@@ -44,8 +44,7 @@ class CudaTarget:
         arch = options.get("arch") or configs.get("tilec.cuda.arch") or default_arch()
         options["wgmma"] = bool(options.get("wgmma") or configs.get("tilec.cuda.wgmma"))
         src = generate(func, arch, options)
-        return CudaExecutable(src, compile_source(src.text, arch, "so"), arch,
-                              lambda: compile_source(src.text, arch, "so"))
+        return CudaExecutable(src, lambda: compile_source(src.text, arch, "so"), arch)
 
     def generate(self, func: Func, arch: str = "") -> str:
         """The CUDA source for ``func`` without compiling it."""

@@ -189,22 +189,20 @@ class CpuTarget:
         if cache.enabled():
             entry: dict = {}
 
-            def build_and_store() -> Path:
-                lib, meta, text = build_library(func, options)
-                entry.update(manifest=None, data=lib, text=text)
-                entry["manifest"], path = cache.store(key, lib, meta, text)
+            def find_or_build() -> Path:
+                hit = cache.lookup(key)
+                if hit is not None:
+                    entry["manifest"], path, entry["data"] = hit
+                    entry["text"] = cache.read_ir(entry["manifest"])
+                    return path
+                lib, meta, entry["text"] = build_library(func, options)
+                entry["data"] = lib
+                entry["manifest"], path = cache.store(key, lib, meta, entry["text"])
                 return path
 
-            hit = cache.lookup(key)
-            if hit is not None:
-                manifest, path, data = hit
-                entry.update(manifest=manifest, data=data, text=None)
-            else:
-                path = build_and_store()
-            cdll, path = runtime_cache.open_library(path, build_and_store)
-            text = entry["text"] if entry["text"] is not None else cache.read_ir(entry["manifest"])
-            return CpuExecutable(load_library(path, entry["manifest"]["meta"], cdll), text, entry["data"], path,
-                                 threads)
+            cdll, path = runtime_cache.open_library(find_or_build)
+            return CpuExecutable(load_library(path, entry["manifest"]["meta"], cdll), entry["text"], entry["data"],
+                                 path, threads)
         import tempfile                            # no cache: a private temporary library
         lib, meta, text = build_library(func, options)
         fd, tmp = tempfile.mkstemp(suffix=".so", prefix="tilec-")

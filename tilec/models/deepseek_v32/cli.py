@@ -223,16 +223,21 @@ def _sampling(ns: argparse.Namespace, gen_cfg: dict) -> tuple[float, float, int]
     return sampling_defaults(gen_cfg, ns.temperature, ns.top_p, ns.top_k)
 
 
+def _load_pretrained(ns: argparse.Namespace):
+    """(weights argument, ``load_pretrained`` result) for ``generate`` and ``serve``, which load alike."""
+    from .checkpoint import load_pretrained
+    weights = ns.weights[0] if len(ns.weights) == 1 else ns.weights
+    return weights, load_pretrained(weights, library=ns.model, config=ns.config, attention=ns.attention,
+                                    max_batch_size=ns.max_batch_size, max_seq_len=ns.max_seq_len)
+
+
 def cmd_generate(ns: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from .checkpoint import load_pretrained
     from .generate import check_sampling, generate
     from .tokenizer import TextStream, chat_messages, encode_chat
-    weights = ns.weights[0] if len(ns.weights) == 1 else ns.weights
-    pre = load_pretrained(weights, library=ns.model, config=ns.config, attention=ns.attention,
-                          max_batch_size=ns.max_batch_size, max_seq_len=ns.max_seq_len)
+    _, pre = _load_pretrained(ns)
     args, model, tok = pre.args, pre.model, pre.tokenizer
     if len(ns.prompt) > args.max_batch_size:
         raise ValueError(f"{len(ns.prompt)} prompts, more than max_batch_size={args.max_batch_size}"
@@ -295,15 +300,12 @@ def cmd_generate(ns: argparse.Namespace) -> int:
 def cmd_serve(ns: argparse.Namespace) -> int:
     from tilec.errors import require
 
-    from .checkpoint import load_pretrained
     from .serve import SERVE_WHAT, Engine, create_app, model_name, uvicorn_server
     require("starlette", SERVE_WHAT)
     require("uvicorn", SERVE_WHAT)
     if not 0 <= ns.port <= 65535:
         raise ValueError(f"--port {ns.port}: not a port number (0..65535)")
-    weights = ns.weights[0] if len(ns.weights) == 1 else ns.weights
-    pre = load_pretrained(weights, library=ns.model, config=ns.config, attention=ns.attention,
-                          max_batch_size=ns.max_batch_size, max_seq_len=ns.max_seq_len)
+    weights, pre = _load_pretrained(ns)
     name = ns.served_model_name or model_name(weights, ns.config)
     engine = Engine(pre.model, pre.tokenizer)
     server = uvicorn_server(create_app(engine, name, pre.generation_config), ns.host, ns.port, ns.log_level)

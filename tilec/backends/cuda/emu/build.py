@@ -18,7 +18,7 @@ import shutil
 import subprocess
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -105,13 +105,9 @@ def _explain(log: str, text: str, limit: int = 5) -> str:
 class EmuLibrary:
     """A loaded emulator library: ``call(entry, arrays, dims)`` runs ``tilec_launch_<kernel>``."""
 
-    def __init__(self, path: Path, rebuild: Optional[Callable[[], Path]] = None):
-        """``rebuild``: rebuilds the cache entry at ``path`` if another process evicted it meanwhile."""
-        if rebuild is None:
-            self._lib = ctypes.CDLL(str(path))
-        else:
-            self._lib, path = runtime_cache.open_library(path, rebuild)
-        self.path = path
+    def __init__(self, build: Callable[[], Path]):
+        """``build``: finds or builds the cached library (``runtime_cache.open_library``)."""
+        self._lib, self.path = runtime_cache.open_library(build)
         self._fns: dict[str, Any] = {}
 
     def call(self, entry: str, arrays: list[np.ndarray], dims: Sequence[int]) -> None:
@@ -132,4 +128,4 @@ class EmuLibrary:
 
 def load(text: str, arch: str = "sm_80", extra_flags: Sequence[str] = ()) -> EmuLibrary:
     """``build_library`` and load the result."""
-    return EmuLibrary(build_library(text, arch, extra_flags), lambda: build_library(text, arch, extra_flags))
+    return EmuLibrary(lambda: build_library(text, arch, extra_flags))
