@@ -164,16 +164,20 @@ def pick_backend(backend: str) -> str:
     return "gloo"
 
 
+def share_cpus(local_ranks: int) -> None:
+    """The ranks on one machine share its CPUs: each rank's kernel pool takes its part, not all of them
+    (unless ``TILEC_NUM_THREADS`` says otherwise)."""
+    if local_ranks > 1 and not os.environ.get("TILEC_NUM_THREADS"):
+        os.environ["TILEC_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // local_ranks))
+
+
 def init_from_env(backend: str = "auto") -> Parallel:
     """Join the process group torchrun describes (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``...) and return
     this rank's ``Parallel``; ``SINGLE`` when the process runs alone."""
     world = world_from_env()
     if world == 1:
         return SINGLE
-    if not os.environ.get("TILEC_NUM_THREADS"):
-        # the ranks on one machine share its CPUs: each kernel pool takes its part, not all of them
-        local = int(os.environ.get("LOCAL_WORLD_SIZE") or world)
-        os.environ["TILEC_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // local))
+    share_cpus(int(os.environ.get("LOCAL_WORLD_SIZE") or world))
     import torch.distributed as dist
     if not dist.is_initialized():
         dist.init_process_group(pick_backend(backend))

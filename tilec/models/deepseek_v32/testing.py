@@ -214,8 +214,9 @@ def _greedy_rank(rank: int, world: int, port: int, folder: str, prompts: list[li
     import torch.distributed as dist
 
     from .checkpoint import load_pretrained
-    from .parallel import SINGLE, Parallel
+    from .parallel import SINGLE, Parallel, share_cpus
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    share_cpus(world)
     try:
         if world > 1:
             dist.init_process_group("gloo", rank=rank, world_size=world)
