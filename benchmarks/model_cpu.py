@@ -42,7 +42,7 @@ import torch
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
-from tilec.models.deepseek_v32.config import get_config  # noqa: E402
+from tilec.models.deepseek_v32.config import get_config, load_config  # noqa: E402
 from tilec.models.deepseek_v32.init import init_random_weights  # noqa: E402
 from tilec.models.deepseek_v32.library import build_library, load_library  # noqa: E402
 from tilec.models.deepseek_v32.model import Model  # noqa: E402
@@ -128,6 +128,8 @@ def ranks_throughput(args, config_name: str, worlds: list[int], batch: int, prom
     from tilec.models.deepseek_v32.testing import greedy_ranks, write_hf_checkpoint
     with tempfile.TemporaryDirectory(prefix="tilec-bench-tp-") as tmp:
         folder = write_hf_checkpoint(os.path.join(tmp, "ckpt"), args, seed=0, mtp=False)
+        args = load_config(os.path.join(folder, "config.json"), max_batch_size=args.max_batch_size,
+                           max_seq_len=args.max_seq_len)      # as the folder reads back (HF keys)
         gen = torch.Generator().manual_seed(1)
         prompts = torch.randint(2, args.vocab_size, (batch, prompt_len), generator=gen).tolist()
         runs, first = [], None

@@ -165,10 +165,16 @@ def pick_backend(backend: str) -> str:
 
 
 def share_cpus(local_ranks: int) -> None:
-    """The ranks on one machine share its CPUs: each rank's kernel pool takes its part, not all of them
-    (unless ``TILEC_NUM_THREADS`` says otherwise)."""
-    if local_ranks > 1 and not os.environ.get("TILEC_NUM_THREADS"):
-        os.environ["TILEC_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // local_ranks))
+    """The ranks on one machine share its CPUs: each rank's kernel pool and torch's take their part, not
+    all of them (unless ``TILEC_NUM_THREADS`` / ``OMP_NUM_THREADS`` say otherwise): OpenMP threads spin
+    after each region, and a rank's spinning threads would take the CPUs its peer computes on."""
+    if local_ranks <= 1:
+        return
+    part = max(1, len(os.sched_getaffinity(0)) // local_ranks)
+    if not os.environ.get("TILEC_NUM_THREADS"):
+        os.environ["TILEC_NUM_THREADS"] = str(part)
+    if not os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(part)
 
 
 def init_from_env(backend: str = "auto") -> Parallel:
