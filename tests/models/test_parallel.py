@@ -96,3 +96,11 @@ def test_serve_refuses_several_processes(folder, monkeypatch, capsys):
 def _port() -> int:
     from tilec.models.deepseek_v32.testing import free_port
     return free_port()
+
+
+def test_build_refuses_a_world_size_that_does_not_split(tmp_path, capsys):
+    from tilec import cli
+    out = tmp_path / "lib"
+    assert cli.main(["model", "build", "--config", "tiny", "--tp", "3", "-o", str(out)]) == 2
+    assert "n_heads = 4 is not a multiple of the world size 3" in capsys.readouterr().err
+    assert not out.exists()                      # nothing half-written
