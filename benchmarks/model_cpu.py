@@ -18,6 +18,12 @@ httpx clients, each sending ``--serve-requests`` non-streaming /v1/completions o
 (prompts of ``--serve-prompt-len`` random token ids, ``max_tokens`` ``--serve-max-tokens``, greedy).
 Reported per N: requests/s, completion tokens/s (from the responses' usage), mean latency, and the
 largest batch the engine decoded at once.
+
+Several processes (``"ranks"`` in the JSON; ``--ranks 1,2``, ``--ranks ''`` skips it): the same weights
+written as a checkpoint folder, a library built per world size (``build --tp``), and ``world`` spawned
+ranks on torch.distributed (gloo; tensor and expert parallelism, ``parallel.py``), each loading its
+shard and using its share of the CPUs; greedy prefill of the batch then ``--decode-steps`` steps, the
+median decode step of rank 0 reported as tokens/s beside one rank, and whether the tokens agree.
 """
 from __future__ import annotations
 
@@ -36,7 +42,7 @@ import torch
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
-from tilec.models.deepseek_v32.config import get_config  # noqa: E402
+from tilec.models.deepseek_v32.config import get_config, load_config  # noqa: E402
 from tilec.models.deepseek_v32.init import init_random_weights  # noqa: E402
 from tilec.models.deepseek_v32.library import build_library, load_library  # noqa: E402
 from tilec.models.deepseek_v32.model import Model  # noqa: E402
@@ -116,6 +122,31 @@ def serve_throughput(args, params: dict, kernels, clients: list[int], requests: 
     return {"slots": args.max_batch_size, "prompt_len": prompt_len, "max_tokens": max_tokens, "runs": runs}
 
 
+def ranks_throughput(args, config_name: str, worlds: list[int], batch: int, prompt_len: int, steps: int) -> dict:
+    """Greedy decode on 1..N spawned ranks (tensor/expert parallel, gloo) from a checkpoint folder and a
+    library per world size."""
+    from tilec.models.deepseek_v32.testing import greedy_ranks, write_hf_checkpoint
+    with tempfile.TemporaryDirectory(prefix="tilec-bench-tp-") as tmp:
+        folder = write_hf_checkpoint(os.path.join(tmp, "ckpt"), args, seed=0, mtp=False)
+        args = load_config(os.path.join(folder, "config.json"), max_batch_size=args.max_batch_size,
+                           max_seq_len=args.max_seq_len)      # as the folder reads back (HF keys)
+        gen = torch.Generator().manual_seed(1)
+        prompts = torch.randint(2, args.vocab_size, (batch, prompt_len), generator=gen).tolist()
+        runs, first = [], None
+        for world in worlds:
+            lib = os.path.join(tmp, f"lib-tp{world}")
+            build_library(args, "cpu", lib, config_name, world=world)
+            res = greedy_ranks(folder, world, prompts, steps, library=lib)
+            step = statistics.median(res["decode_s"][1:] or res["decode_s"])
+            first = first if first is not None else res["tokens"]
+            runs.append({"world": world, "decode_step_s": step, "decode_tokens_per_s": batch / step,
+                         "tokens_equal_1_rank": bool((res["tokens"] == first).all()) if worlds[0] == 1 else None})
+        base = runs[0]["decode_tokens_per_s"]
+        for r in runs:
+            r["ratio_to_first"] = r["decode_tokens_per_s"] / base
+    return {"backend": "gloo", "runs": runs}
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="tiny")
@@ -130,6 +161,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--serve-requests", type=int, default=2, help="requests per client")
     ap.add_argument("--serve-prompt-len", type=int, default=32)
     ap.add_argument("--serve-max-tokens", type=int, default=16)
+    ap.add_argument("--ranks", default="1,2", help="world sizes of the several-process run ('' skips it)")
     ns = ap.parse_args(argv)
     args = get_config(ns.config)
     tmp = None
@@ -166,6 +198,12 @@ def main(argv=None) -> dict:
         for r in out["server"]["runs"]:
             print(f"server, {r['clients']:2d} clients: {r['requests_per_s']:.2f} requests/s, "
                   f"{r['tokens_per_s']:.1f} tokens/s, mean latency {r['mean_latency_s']:.2f} s", file=sys.stderr)
+    worlds = [int(w) for w in ns.ranks.split(",") if w.strip()]
+    if worlds:
+        out["ranks"] = ranks_throughput(lib.args, ns.config, worlds, ns.batch, ns.prompt_len, ns.decode_steps)
+        for r in out["ranks"]["runs"]:
+            print(f"{r['world']} rank(s): decode {r['decode_tokens_per_s']:.1f} tokens/s "
+                  f"(batch {ns.batch}), tokens as 1 rank: {r['tokens_equal_1_rank']}", file=sys.stderr)
     text = json.dumps(out, indent=2)
     print(text)
     if ns.json:

@@ -315,13 +315,16 @@ class UnusedWeightsWarning(UserWarning):
     """Weights present in a checkpoint that the model does not use (the MTP layer, unknown tensors)."""
 
 
-def load_params(args: Any, source: Any, warn: bool = True) -> tuple[dict[str, torch.Tensor], list[str]]:
+def load_params(args: Any, source: Any, warn: bool = True,
+                par: Any = None) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Read every parameter of a model of ``args`` from ``source`` (a ``Checkpoint`` or what it opens).
 
     Returns (params by DeepSeek name in the model's dtypes, unused checkpoint names). A missing tensor,
     a shape that differs, or an FP8/non-FP8 or non-float mismatch is a ``WeightsError`` naming the key and
     its file; float tensors are cast to the parameter's dtype (the checkpoint's bf16 ``head`` and
-    ``weights_proj`` become fp32). Unused tensors give one ``UnusedWeightsWarning`` (``warn``)."""
+    ``weights_proj`` become fp32). Unused tensors give one ``UnusedWeightsWarning`` (``warn``).
+    ``par`` (``parallel.Parallel``): only this rank's shard of each parameter (``parallel.shard_of``:
+    slices of the split weights, this rank's experts), read straight from the files."""
     import warnings
     ck = source if isinstance(source, Checkpoint) else Checkpoint(source)
     want = expected_params(args)
@@ -329,17 +332,23 @@ def load_params(args: Any, source: Any, warn: bool = True) -> tuple[dict[str, to
     if missing:
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         raise WeightsError(f"{ck.source}: missing tensor(s) {', '.join(missing[:5])}{more}")
+    from .parallel import SINGLE, shard_of
+    par = par or SINGLE
     params = {}
     for name, (shape, dtype) in want.items():
-        params[name] = check_tensor(ck, name, shape, dtype)
+        cut = shard_of(args, par, name, shape)
+        if cut is not False:
+            params[name] = check_tensor(ck, name, shape, dtype, cut)
     unused = [k for k in ck.keys() if k not in want]
     if unused and warn:
         warnings.warn(unused_message(ck, unused, args.n_layers), UnusedWeightsWarning, stacklevel=2)
     return params, unused
 
 
-def check_tensor(ck: Checkpoint, name: str, shape: tuple, dtype: torch.dtype) -> torch.Tensor:
-    """The checkpoint's tensor ``name`` in ``dtype`` after checking its shape and dtype against the model's."""
+def check_tensor(ck: Checkpoint, name: str, shape: tuple, dtype: torch.dtype,
+                 cut: Optional[tuple[int, int, int]] = None) -> torch.Tensor:
+    """The checkpoint's tensor ``name`` in ``dtype`` after checking its shape and dtype against the model's;
+    with ``cut`` (dim, start, stop) only that slice, read alone and made contiguous."""
     got_shape, got_dtype = tuple(ck.shape(name)), ck.dtype(name)
     where = f"{ck.file_of(name)}: tensor '{ck.raw_name(name)}'"
     if got_shape != tuple(shape):
@@ -348,7 +357,9 @@ def check_tensor(ck: Checkpoint, name: str, shape: tuple, dtype: torch.dtype) ->
     if (got_dtype == fp8) != (dtype == fp8) or (dtype != fp8 and got_dtype not in _FLOATS):
         raise WeightsError(f"{where} is {str(got_dtype).replace('torch.', '')}, the model expects "
                            f"{str(dtype).replace('torch.', '')}")
-    return ck.get(name).to(dtype)
+    if cut is None:
+        return ck.get(name).to(dtype)
+    return ck.get_slice(name, *cut).to(dtype).contiguous()
 
 
 # --- one call: model + tokenizer + generation config -----------------------------------------------------
@@ -375,13 +386,15 @@ class Pretrained:
 
 def load_pretrained(source: Any, library: Optional[str] = None, config: Any = None, target: str = "cpu",
                     max_batch_size: Optional[int] = None, max_seq_len: Optional[int] = None,
-                    attention: str = "reference", warn: bool = True) -> Pretrained:
+                    attention: str = "reference", warn: bool = True, par: Any = None) -> Pretrained:
     """Model, tokenizer and generation config of a checkpoint folder (or index / files) in one call.
 
     ``config``: a built-in name, a config.json / ModelArgs JSON path or a ``ModelArgs``; default the
     folder's config.json (or the library's arguments). ``library``: a folder written by ``tilec model
     build`` (its ``max_batch_size``/``max_seq_len`` then rule, and its configuration must be the
     checkpoint's); without it the kernels are compiled in this process for ``target`` (cached on disk).
+    ``par`` (``parallel.Parallel``): load this rank's shard only and build its part of a tensor/expert-
+    parallel model (a library must then have been built for that world size: ``build --tp``).
     """
     from .config import ModelArgs, check_buildable, load_config, same_model
     from .library import LibraryError, load_library
@@ -411,9 +424,15 @@ def load_pretrained(source: Any, library: Optional[str] = None, config: Any = No
                                    f"(rebuild with `tilec model build --{key.replace('_', '-')} {val}`)")
         args = lib.args
     check_buildable(args, target if lib is None else lib.target)
-    params, unused = load_params(args, ck, warn=warn)
+    from .parallel import SINGLE, check_parallel
+    par = par or SINGLE
+    check_parallel(args, par.world)
+    if lib is not None and lib.world != par.world:
+        raise LibraryError(f"the library {library} was built for {lib.world} rank(s), this run has {par.world}: "
+                           f"rebuild it with `tilec model build --tp {par.world}`")
+    params, unused = load_params(args, ck, warn=warn and par.rank == 0, par=par)
     kernels = lib if lib is not None else JitKernels(target)
-    model = Model(args, params, kernels, target if lib is None else lib.target, attention)
+    model = Model(args, params, kernels, target if lib is None else lib.target, attention, par)
     tok_dir = ck.folder if ck.folder and os.path.isfile(os.path.join(ck.folder, "tokenizer.json")) else library
     tok = load_tokenizer(tok_dir, args.vocab_size)
     return Pretrained(args, model, tok, load_generation_config(tok_dir), ck, params, unused, lib)

@@ -55,6 +55,8 @@ def register(sub: Any) -> None:
                                                                  "config.json, else tiny)")
     q.add_argument("--weights", default=None, metavar="DIR|INDEX", help="a checkpoint folder (for its config.json)")
     q.add_argument("--target", default="cpu", help="cpu (a shared library)")
+    q.add_argument("--tp", type=int, default=1, metavar="N",
+                   help="build one rank's kernels of a run on N processes (torchrun --nproc-per-node N)")
     _size_args(q, "recorded in the manifest")
     q.add_argument("-o", "--output", required=True, metavar="DIR")
     q.set_defaults(handler=_user_errors(cmd_build))
@@ -81,6 +83,7 @@ def register(sub: Any) -> None:
     q.add_argument("--attention", default="reference", choices=("reference", "flashmla"),
                    help="attention kernels: the reference's rounding points, or FlashMLA semantics")
     q.add_argument("--check", action="store_true", help="run the PyTorch reference alongside")
+    _dist_args(q)
     q.set_defaults(handler=_user_errors(cmd_generate))
     q = msub.add_parser("serve", help="an OpenAI-compatible HTTP server with continuous batching",
                         description="Serve /v1/models, /v1/completions and /v1/chat/completions (streaming "
@@ -101,6 +104,12 @@ def register(sub: Any) -> None:
                    help="attention kernels (as for generate)")
     q.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     q.set_defaults(handler=_user_errors(cmd_serve))
+
+
+def _dist_args(q: Any) -> None:
+    q.add_argument("--dist-backend", default=None, choices=("auto", "gloo", "nccl"),
+                   help="under torchrun: the torch.distributed backend (default $TILEC_DIST_BACKEND, else auto: "
+                        "gloo, the model's tensors being in CPU memory)")
 
 
 def _size_args(q: Any, note: str) -> None:
@@ -190,14 +199,16 @@ def cmd_build(ns: argparse.Namespace) -> int:
     args = _config(name or "tiny", **_sizes(ns))
     check_buildable(args, ns.target)
     label = name or "tiny"
-    n = len(kernel_specs(args))
+    n = len(kernel_specs(args, "cpu", ns.tp))
     start = time.perf_counter()
     with tqdm(total=n, desc=f"build {os.path.basename(label.rstrip('/'))}", unit="kernel", file=sys.stderr) as bar:
         def step(kname: str) -> None:
             bar.set_postfix_str(kname[:40])
             bar.update(1)
-        man = build_library(args, ns.target, ns.output, label, progress=step)
-    print(f"built {len(man['kernels'])} kernels for {label} ({man['target']}, max_batch_size {args.max_batch_size}, "
+        man = build_library(args, ns.target, ns.output, label, progress=step, world=ns.tp)
+    ranks = f", {ns.tp} ranks" if ns.tp > 1 else ""
+    print(f"built {len(man['kernels'])} kernels for {label} ({man['target']}{ranks}, "
+          f"max_batch_size {args.max_batch_size}, "
           f"max_seq_len {args.max_seq_len}) into {ns.output}/{man['library']} + manifest.json in "
           f"{time.perf_counter() - start:.1f} s")
     return 0
@@ -223,21 +234,41 @@ def _sampling(ns: argparse.Namespace, gen_cfg: dict) -> tuple[float, float, int]
     return sampling_defaults(gen_cfg, ns.temperature, ns.top_p, ns.top_k)
 
 
-def _load_pretrained(ns: argparse.Namespace):
-    """(weights argument, ``load_pretrained`` result) for ``generate`` and ``serve``, which load alike."""
+def _load_pretrained(ns: argparse.Namespace, par: Any = None):
+    """(weights argument, ``load_pretrained`` result) for ``generate`` and ``serve``, which load alike;
+    ``par``: this rank of a torchrun job (its shard only)."""
     from .checkpoint import load_pretrained
     weights = ns.weights[0] if len(ns.weights) == 1 else ns.weights
     return weights, load_pretrained(weights, library=ns.model, config=ns.config, attention=ns.attention,
-                                    max_batch_size=ns.max_batch_size, max_seq_len=ns.max_seq_len)
+                                    max_batch_size=ns.max_batch_size, max_seq_len=ns.max_seq_len, par=par)
 
 
 def cmd_generate(ns: argparse.Namespace) -> int:
+    """Under torchrun every rank runs this with its shard; the ranks compute the same logits (the head's
+    are gathered), hence the same tokens, and rank 0 alone prints."""
+    import contextlib
+
+    from .parallel import init_from_env, world_from_env
+    if world_from_env() > 1 and ns.check:
+        raise ValueError("--check runs the PyTorch reference on the whole model: run it in one process")
+    par = init_from_env(ns.dist_backend or "auto")
+    try:
+        quiet = contextlib.redirect_stdout(open(os.devnull, "w")) if par.rank else contextlib.nullcontext()
+        with quiet:
+            return _generate(ns, par)
+    finally:
+        if par.world > 1:
+            import torch.distributed as dist
+            dist.destroy_process_group()
+
+
+def _generate(ns: argparse.Namespace, par: Any) -> int:
     import torch
     from tqdm import tqdm
 
     from .generate import check_sampling, generate
     from .tokenizer import TextStream, chat_messages, encode_chat
-    _, pre = _load_pretrained(ns)
+    _, pre = _load_pretrained(ns, par)
     args, model, tok = pre.args, pre.model, pre.tokenizer
     if len(ns.prompt) > args.max_batch_size:
         raise ValueError(f"{len(ns.prompt)} prompts, more than max_batch_size={args.max_batch_size}"
@@ -263,7 +294,8 @@ def cmd_generate(ns: argparse.Namespace) -> int:
 
     stream = len(prompts) == 1
     total = min(args.max_seq_len, ns.max_new_tokens + max(map(len, prompts))) - min(map(len, prompts))
-    bar = tqdm(total=total, desc="generate", unit="tok", file=sys.stderr, leave=False)
+    bar = tqdm(total=total, desc="generate", unit="tok", file=sys.stderr, leave=False,
+               disable=par.rank != 0)
     if stream:
         print(ns.prompt[0], end="", flush=True)
     streams = [TextStream(tok, ns.stop) for _ in prompts]
@@ -305,6 +337,10 @@ def cmd_serve(ns: argparse.Namespace) -> int:
     require("uvicorn", SERVE_WHAT)
     if not 0 <= ns.port <= 65535:
         raise ValueError(f"--port {ns.port}: not a port number (0..65535)")
+    from .parallel import world_from_env
+    if world_from_env() > 1:
+        raise ValueError("model serve runs in one process (WORLD_SIZE > 1 is for model generate); start it "
+                         "without torchrun")
     weights, pre = _load_pretrained(ns)
     name = ns.served_model_name or model_name(weights, ns.config)
     engine = Engine(pre.model, pre.tokenizer)

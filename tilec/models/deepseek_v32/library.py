@@ -83,10 +83,12 @@ def build_spec(spec: KernelSpec) -> Any:
 
 
 def build_library(args: ModelArgs, target: str, out_dir: str, config_name: str = "",
-                  progress: Optional[Callable[[str], None]] = None) -> dict:
+                  progress: Optional[Callable[[str], None]] = None, world: int = 1) -> dict:
     """Compile every kernel of ``args`` for ``target`` into ``out_dir`` (see the module docstring).
 
-    ``progress(name)`` is called after each kernel is compiled. Returns the manifest.
+    ``progress(name)`` is called after each kernel is compiled. ``world``: the kernels of one rank of a
+    tensor/expert-parallel run over that many processes (``parallel.py``; every rank loads the same
+    library). Returns the manifest.
     """
     import tilec
     from tilec.runtime.artifacts import staged_output_dir
@@ -94,10 +96,12 @@ def build_library(args: ModelArgs, target: str, out_dir: str, config_name: str =
     if target not in ("cpu", "auto"):
         raise LibraryError(f"model libraries are built for the cpu target (a shared library); got '{target}'")
     check_buildable(args, "cpu")
+    from .parallel import check_parallel
+    check_parallel(args, world)
     with staged_output_dir(out_dir) as tmp:
         objects: dict[str, bytes] = {}     # IR sha256 -> object (identical kernels are linked once)
         kernels: dict[str, dict] = {}
-        for spec in kernel_specs(args):
+        for spec in kernel_specs(args, "cpu", world):
             kernels[spec.name], obj = _kernel_entry(spec, {"pass_configs": {}})
             objects.setdefault(kernels[spec.name]["ir_sha256"], obj)
             if progress is not None:
@@ -107,7 +111,8 @@ def build_library(args: ModelArgs, target: str, out_dir: str, config_name: str =
         manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "tilec_version": tilec.__version__,
                     "model": "deepseek_v32", "config": config_name, "args": dataclasses.asdict(args),
                     "max_batch_size": args.max_batch_size, "max_seq_len": args.max_seq_len,
-                    "target": "cpu", "library": LIB_NAME, "sha256": {LIB_NAME: hashlib.sha256(lib).hexdigest()},
+                    "target": "cpu", "world_size": world, "library": LIB_NAME,
+                    "sha256": {LIB_NAME: hashlib.sha256(lib).hexdigest()},
                     "kernels": kernels}
         Path(tmp, "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
@@ -228,6 +233,7 @@ class Library:
         self.target = manifest["target"]
         self.args = ModelArgs(**manifest["args"])
         self.config_name = manifest.get("config", "")
+        self.world = int(manifest.get("world_size", 1))      # ranks it was built for (``build --tp``)
         self.path = os.path.abspath(os.path.join(folder, manifest["library"]))
         self._cdll = cdll     # opened once at load, so a library that does not load fails there
         self._kernels: dict[str, LibKernel] = {}

@@ -26,6 +26,7 @@ import torch
 
 from . import specs
 from .config import ModelArgs
+from .parallel import SINGLE, Parallel, check_parallel, local_args
 from .ref_ops import precompute_freqs_cis
 
 BF16, F32, FP8 = torch.bfloat16, torch.float32, torch.float8_e4m3fn
@@ -72,13 +73,19 @@ class Model:
     weights file read by ``weights.py``); they are used in place, not copied, except the stacked
     expert weights (whose entries in ``params`` are replaced by views of the stack) and the
     dequantized ``wkv_b``.
+
+    ``par``: this process's rank of a tensor/expert-parallel model (``parallel.py``); ``params`` then
+    holds the rank's shard (``checkpoint.load_params(..., par=par)``) and ``self.la`` its widths.
     """
 
     def __init__(self, args: ModelArgs, params: dict[str, torch.Tensor], kernels: Any, target: str = "cpu",
-                 attention: str = "reference"):
+                 attention: str = "reference", par: Optional[Parallel] = None):
         if attention not in ATTENTION_MODES:
             raise ValueError(f"attention must be one of {ATTENTION_MODES}, not '{attention}'")
         self.args, self.kernels, self.target, self.attn_mode = args, kernels, target, attention
+        self.par = par or SINGLE
+        check_parallel(args, self.par.world)
+        self.la = local_args(args, self.par.world)
         self._fns: dict[tuple, Callable[..., Any]] = {}
         self.p = params
         self.rope = torch.view_as_real(precompute_freqs_cis(args)).contiguous()   # [S, r/2, 2] fp32
@@ -100,21 +107,34 @@ class Model:
             fn = self._fns[key] = self.kernels.get(ctor(*a))
         return fn
 
-    def linear(self, x: torch.Tensor, w: torch.Tensor, scale: Optional[torch.Tensor]) -> torch.Tensor:
-        """DeepSeek's ``linear`` on x [..., K] (bf16; fp32 for fp32 weights)."""
+    def linear(self, x: torch.Tensor, w: torch.Tensor, scale: Optional[torch.Tensor],
+               out: str = specs.BF16) -> torch.Tensor:
+        """DeepSeek's ``linear`` on x [..., K] (bf16, or ``out``; fp32 for fp32 weights)."""
         n, kk = w.shape
         x2 = x.reshape(-1, kk)
         if w.dtype == FP8:
             xq, xs = self.k(specs.act_quant, kk, self.args.scale_fmt is not None)(x2)
-            y = self.k(specs.fp8_gemm, n, kk, self.target)(xq, xs, w, scale)
+            y = self.k(specs.fp8_gemm, n, kk, self.target, out)(xq, xs, w, scale)
         elif w.dtype == F32:
             y = self.k(specs.linear, n, kk, specs.F32, specs.F32)(x2, w)
         else:
-            y = self.k(specs.linear, n, kk)(x2, w)
+            y = self.k(specs.linear, n, kk, specs.BF16, out)(x2, w)
         return y.view(*x.shape[:-1], n)
 
     def lin(self, prefix: str, x: torch.Tensor) -> torch.Tensor:
         return self.linear(x, self.p[prefix + ".weight"], self.p.get(prefix + ".scale"))
+
+    def lin_sum(self, prefix: str, x: torch.Tensor) -> torch.Tensor:
+        """A row-parallel linear (``wo``, the dense ``w2``): each rank's product over its slice of K in
+        fp32, summed across ranks, rounded to bf16 once; ``lin`` in one process."""
+        if self.par.world == 1:
+            return self.lin(prefix, x)
+        return self.sum_ranks(self.linear(x, self.p[prefix + ".weight"], self.p.get(prefix + ".scale"), specs.F32))
+
+    def sum_ranks(self, y: torch.Tensor) -> torch.Tensor:
+        """bf16(sum over ranks of the fp32 partial ``y``)."""
+        n = y.size(-1)
+        return self.k(specs.cast, n, specs.F32, specs.BF16)(self.par.all_reduce(y).reshape(-1, n)).view(y.shape)
 
     def rms(self, x: torch.Tensor, w: torch.Tensor, residual: Optional[torch.Tensor] = None):
         n = x.size(-1)
@@ -144,18 +164,20 @@ class Model:
         w, s = self.p[f"layers.{i}.attn.wkv_b.weight"], self.p.get(f"layers.{i}.attn.wkv_b.scale")
         if w.dtype == FP8:
             w = self.k(specs.weight_dequant, *w.shape)(w, s)
-        return w.view(a.n_heads, a.qk_nope_head_dim + a.v_head_dim, a.kv_lora_rank)
+        return w.view(self.la.n_heads, a.qk_nope_head_dim + a.v_head_dim, a.kv_lora_rank)
 
     def _stack_experts(self, i: int) -> dict[str, torch.Tensor]:
-        """Layer i's routed expert weights (and scales) stacked [E, ...]; the entries of ``params`` become
-        views of the stack (same values), so a caller that drops its own tensors holds one copy, not two."""
+        """Layer i's routed expert weights (and scales) stacked [E, ...] (this rank's experts); the entries
+        of ``params`` become views of the stack (same values), so a caller that drops its own tensors
+        holds one copy, not two."""
         a, pre = self.args, f"layers.{i}.ffn.experts."
+        lo, hi = self.par.span(a.n_routed_experts)
         out = {}
         for w, s in (("w1", "s1"), ("w2", "s2"), ("w3", "s3")):
             for key, suffix in ((w, "weight"), (s, "scale")):
                 if suffix == "scale" and a.dtype != "fp8":
                     continue
-                names = [f"{pre}{e}.{w}.{suffix}" for e in range(a.n_routed_experts)]
+                names = [f"{pre}{e}.{w}.{suffix}" for e in range(lo, hi)]
                 out[key] = torch.stack([self.p[n] for n in names])
                 for e, n in enumerate(names):
                     self.p[n] = out[key][e]
@@ -227,7 +249,7 @@ class Model:
     def attention(self, i: int, x, start_pos: int, freqs, prefill: bool) -> torch.Tensor:
         a, pre = self.args, f"layers.{i}.attn."
         bsz, seqlen, _ = x.shape
-        h, c, r, nope, v = a.n_heads, a.kv_lora_rank, a.qk_rope_head_dim, a.qk_nope_head_dim, a.v_head_dim
+        h, c, r, nope, v = self.la.n_heads, a.kv_lora_rank, a.qk_rope_head_dim, a.qk_nope_head_dim, a.v_head_dim
         qr = self.rms(self.lin(pre + "wq_a", x), self.p[pre + "q_norm.weight"])
         q = self.rotary(self.lin(pre + "wq_b", qr).view(bsz, seqlen, h, a.qk_head_dim), freqs, nope, True)
         kv = self.rotary(self.lin(pre + "wkv_a", x).view(bsz, seqlen, 1, c + r), freqs, c, True)
@@ -241,24 +263,24 @@ class Model:
             o = self._attn_flashmla(i, q, top)
         elif prefill:
             kvb = self.lin(pre + "wkv_b", latent.view(bsz, seqlen, c)).view(bsz, seqlen, h, nope + v)
-            o = self.k(specs.mha_prefill, a)(q, kvb, cache, top)
+            o = self.k(specs.mha_prefill, self.la)(q, kvb, cache, top)
         else:
-            o_lat = self.k(specs.mqa_decode, a)(self._absorb_q(i, q), q[:, 0, :, nope:].contiguous(), cache,
+            o_lat = self.k(specs.mqa_decode, self.la)(self._absorb_q(i, q), q[:, 0, :, nope:].contiguous(), cache,
                                                 top.view(bsz, -1))
             o = self._apply_w_uv(i, o_lat)
-        return self.lin(pre + "wo", o.view(bsz, seqlen, h * v))
+        return self.lin_sum(pre + "wo", o.view(bsz, seqlen, h * v))
 
     def _absorb_q(self, i: int, q: torch.Tensor) -> torch.Tensor:
         """``q_nope @ W_UK[h]`` per head: q [B, S, H, qk_head_dim] -> [B * S, H, kv_lora_rank]."""
         a = self.args
-        h, c, nope, v = a.n_heads, a.kv_lora_rank, a.qk_nope_head_dim, a.v_head_dim
+        h, c, nope, v = self.la.n_heads, a.kv_lora_rank, a.qk_nope_head_dim, a.v_head_dim
         return self.k(specs.head_gemm, h, a.qk_head_dim, 0, nope, c, nope + v, c, 0, False)(
             q.view(-1, h, a.qk_head_dim), self.wkv_b[i])
 
     def _apply_w_uv(self, i: int, o_lat: torch.Tensor) -> torch.Tensor:
         """``o_lat @ W_UV[h]^T`` per head: [B * S, H, kv_lora_rank] -> [B * S, H, v_head_dim]."""
         a = self.args
-        h, c, nope, v = a.n_heads, a.kv_lora_rank, a.qk_nope_head_dim, a.v_head_dim
+        h, c, nope, v = self.la.n_heads, a.kv_lora_rank, a.qk_nope_head_dim, a.v_head_dim
         return self.k(specs.head_gemm, h, c, 0, c, v, nope + v, c, nope, True)(o_lat.view(-1, h, c), self.wkv_b[i])
 
     def _attn_flashmla(self, i: int, q: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
@@ -271,12 +293,13 @@ class Model:
                                                                          top)
         return self._apply_w_uv(i, o_lat)
 
-    def mlp(self, pre: str, x: torch.Tensor) -> torch.Tensor:
-        """SwiGLU: w2(bf16(silu(w1 x) * w3 x))."""
+    def mlp(self, pre: str, x: torch.Tensor, split: bool = False) -> torch.Tensor:
+        """SwiGLU: w2(bf16(silu(w1 x) * w3 x)); ``split``: the dense MLP, whose hidden width is split
+        across ranks (``w2`` row-parallel)."""
         a1, a3 = self.lin(pre + "w1", x), self.lin(pre + "w3", x)
         n = a1.size(-1)
         hmid = self.k(specs.silu_glu, n)(a1.reshape(-1, n), a3.reshape(-1, n))
-        return self.lin(pre + "w2", hmid).view(x.shape)
+        return (self.lin_sum if split else self.lin)(pre + "w2", hmid).view(x.shape)
 
     def moe(self, i: int, x: torch.Tensor) -> torch.Tensor:
         a, pre, ex = self.args, f"layers.{i}.ffn.", self.experts[i]
@@ -284,6 +307,8 @@ class Model:
         w, idx = self.k(specs.moe_gate, a)(x2, self.p[pre + "gate.weight"], self.p[pre + "gate.bias"])
         if self.decide is not None:
             w, idx = self.decide("route", i, 0, (w, idx))
+        if self.par.world > 1:
+            return self._moe_ranks(i, x2, w, idx).view(x.shape)
         if specs.moe_fused(a, self.target):   # route, experts, shared expert and combine in one kernel
             layer = self.k(specs.moe_layer, a, self.target)
             names = ("w1", "w3", "w2")
@@ -312,6 +337,28 @@ class Model:
         shared = self.mlp(pre + "shared_experts.", x2)
         return self.k(specs.moe_combine, a)(yp, pos, w, shared).view(x.shape)
 
+    def _moe_ranks(self, i: int, x2: torch.Tensor, w: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Expert parallelism: this rank's experts over the tokens routed to them (the padded kernels;
+        pairs routed to other ranks get expert -1, no row and no term), the shared expert on rank 0,
+        the fp32 partial sums added across ranks and rounded once."""
+        a, la, pre, ex = self.args, self.la, f"layers.{i}.ffn.", self.experts[i]
+        lo, hi = self.par.span(a.n_routed_experts)
+        local = torch.where((idx >= lo) & (idx < hi), idx - lo, -1).to(torch.int32).contiguous()
+        _, tok, tile_e, pos = self.k(specs.moe_permute, la)(local)
+        if a.dtype == "fp8":
+            xq, xs = self.act_quant(x2)
+            hmid = self.k(specs.moe_up, la, self.target)(xq, xs, tok, tile_e, ex["w1"], ex["s1"], ex["w3"], ex["s3"])
+            hq, hs = self.act_quant(hmid)
+            yp = self.k(specs.moe_down, la, self.target)(hq, hs, tile_e, ex["w2"], ex["s2"])
+        else:
+            hmid = self.k(specs.moe_up, la, self.target)(x2, tok, tile_e, ex["w1"], ex["w3"])
+            yp = self.k(specs.moe_down, la, self.target)(hmid, tile_e, ex["w2"])
+        if self.par.rank == 0 and a.n_shared_experts:
+            shared = self.mlp(pre + "shared_experts.", x2)
+        else:
+            shared = torch.zeros_like(x2)
+        return self.sum_ranks(self.k(specs.moe_combine, la, specs.F32)(yp, pos, w.contiguous(), shared))
+
     def block(self, i: int, hid, residual, start_pos: int, freqs, prefill: bool):
         pre = f"layers.{i}."
         if residual is None:
@@ -320,7 +367,7 @@ class Model:
             x, residual = self.rms(hid, self.p[pre + "attn_norm.weight"], residual)
         hid = self.attention(i, x, start_pos, freqs, prefill)
         x, residual = self.rms(hid, self.p[pre + "ffn_norm.weight"], residual)
-        out = self.mlp(pre + "ffn.", x) if i < self.args.n_dense_layers else self.moe(i, x)
+        out = self.mlp(pre + "ffn.", x, split=True) if i < self.args.n_dense_layers else self.moe(i, x)
         return out, residual
 
     @torch.inference_mode()
@@ -343,15 +390,27 @@ class Model:
                 all_logits: bool = False) -> torch.Tensor:
         a = self.args
         bsz = tokens.size(0)
-        hid, residual = self.p["embed.weight"][tokens], None
+        hid, residual = self.embed(tokens), None
         for i in range(a.n_layers):
             hid, residual = self.block(i, hid, residual, start_pos, freqs, prefill)
         hid, _ = self.rms(hid, self.p["norm.weight"], residual)
         if not all_logits:
             hid = hid[:, -1:].contiguous()
         hf = self.k(specs.cast, a.dim, specs.BF16, specs.F32)(hid.view(-1, a.dim))
-        logits = self.linear(hf, self.p["head.weight"], None).view(bsz, -1, a.vocab_size)
+        logits = self.par.all_gather(self.linear(hf, self.p["head.weight"], None), -1)   # vocab split
+        logits = logits.view(bsz, -1, a.vocab_size)
         return logits if all_logits else logits[:, 0]
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The embedding rows of ``tokens``; with the vocabulary split, each rank supplies the rows it holds
+        (zeros elsewhere) and the sum is exact."""
+        w = self.p["embed.weight"]
+        if self.par.world == 1:
+            return w[tokens]
+        lo, hi = self.par.span(self.args.vocab_size)
+        held = (tokens >= lo) & (tokens < hi)
+        rows = w[(tokens - lo).clamp(0, hi - lo - 1)].masked_fill(~held.unsqueeze(-1), 0)
+        return self.par.all_reduce(rows.float()).to(BF16)
 
     __call__ = forward
 

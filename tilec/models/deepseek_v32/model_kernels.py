@@ -146,8 +146,9 @@ def moe_down_layout_kernel(D: int, inter: int, E: int, K: int, fp8: bool, mma_dt
     return moe.moe_down_kernel(D, inter, E, T.dynamic("NT"), fp8, block_M, moe.BLOCK_N, mma_dtype)
 
 
-def moe_combine_layout_kernel(K: int, D: int, E: int, block_M: int = 16):
-    """``moe.combine_kernel`` (with the shared expert) for T tokens over the layout's NT * block_M rows."""
+def moe_combine_layout_kernel(K: int, D: int, E: int, block_M: int = 16, out_dtype: str = "bfloat16"):
+    """``moe.combine_kernel`` (with the shared expert) for T tokens over the layout's NT * block_M rows;
+    ``out_dtype`` float32 for a rank's partial sum under expert parallelism."""
     from .kernels import moe
     n = T.dynamic("T")
-    return moe.combine_kernel(n, K, D, moe.max_tiles(n, K, E, block_M) * block_M, True)
+    return moe.combine_kernel(n, K, D, moe.max_tiles(n, K, E, block_M) * block_M, True, out_dtype=out_dtype)

@@ -86,9 +86,10 @@ def act_quant(n: int, round_scale: bool) -> KernelSpec:
                  (n, round_scale, 32, BF16), (1, 2))
 
 
-def fp8_gemm(n: int, k: int, target: str = "cpu") -> KernelSpec:
+def fp8_gemm(n: int, k: int, target: str = "cpu", out: str = BF16) -> KernelSpec:
     mma = _mma(target)
-    return _spec(f"fp8_gemm_{n}x{k}_{mma}", QUANT, "fp8_gemm_kernel", (n, k, 32, 128, 4, BF16, mma), (4,))
+    suffix = "" if out == BF16 else f"_{out}"
+    return _spec(f"fp8_gemm_{n}x{k}_{mma}{suffix}", QUANT, "fp8_gemm_kernel", (n, k, 32, 128, 4, out, mma), (4,))
 
 
 def weight_dequant(n: int, k: int) -> KernelSpec:
@@ -176,10 +177,12 @@ def moe_down(a: ModelArgs, target: str = "cpu") -> KernelSpec:
     return _moe_experts(a, target, "down", 5 if a.dtype == "fp8" else 3)
 
 
-def moe_combine(a: ModelArgs) -> KernelSpec:
+def moe_combine(a: ModelArgs, out: str = BF16) -> KernelSpec:
     bm = moe_block_M(a)
-    return _spec(f"moe_combine_k{a.n_activated_experts}_d{a.dim}_e{a.n_routed_experts}_bm{bm}", GLUE,
-                 "moe_combine_layout_kernel", (a.n_activated_experts, a.dim, a.n_routed_experts, bm), (4,))
+    suffix = "" if out == BF16 else f"_{out}"
+    return _spec(f"moe_combine_k{a.n_activated_experts}_d{a.dim}_e{a.n_routed_experts}_bm{bm}{suffix}", GLUE,
+                 "moe_combine_layout_kernel", (a.n_activated_experts, a.dim, a.n_routed_experts, bm)
+                 + (() if out == BF16 else (out,)), (4,))
 
 
 # where the FP8 MoE layer is one kernel; the GPU and Ascend tile configurations of its FP8 version (the
@@ -249,35 +252,43 @@ def cast(n: int, src: str, dst: str) -> KernelSpec:
 
 # --- everything a configuration needs ----------------------------------------------------------------
 
-def linear_specs(n: int, k: int, a: ModelArgs, target: str) -> list[KernelSpec]:
+def linear_specs(n: int, k: int, a: ModelArgs, target: str, out: str = BF16) -> list[KernelSpec]:
     if a.dtype == "fp8":
-        return [act_quant(k, a.scale_fmt is not None), fp8_gemm(n, k, target)]
-    return [linear(n, k)]
+        return [act_quant(k, a.scale_fmt is not None), fp8_gemm(n, k, target, out)]
+    return [linear(n, k, BF16, out)]
 
 
-def kernel_specs(a: ModelArgs, target: str = "cpu") -> list[KernelSpec]:
-    """Every kernel ``model.Model`` calls for configuration ``a``, each once, in a stable order."""
-    h, c, r, nope, v = a.n_heads, a.kv_lora_rank, a.qk_rope_head_dim, a.qk_nope_head_dim, a.v_head_dim
+def kernel_specs(a: ModelArgs, target: str = "cpu", world: int = 1) -> list[KernelSpec]:
+    """Every kernel ``model.Model`` calls for configuration ``a``, each once, in a stable order; with
+    ``world`` > 1 those of one rank of a tensor/expert-parallel model (``parallel.py``: its widths, fp32
+    partial sums, the padded MoE kernels over its experts)."""
+    from .parallel import local_args
+    la = local_args(a, world)
+    h, c, r, nope, v = la.n_heads, a.kv_lora_rank, a.qk_rope_head_dim, a.qk_nope_head_dim, a.v_head_dim
     ih, idim = a.index_n_heads, a.index_head_dim
     rnd = a.scale_fmt is not None
+    partial = BF16 if world == 1 else F32          # row-parallel products are summed across ranks in fp32
     out: list[KernelSpec] = []
-    lins = [(a.q_lora_rank, a.dim), (h * a.qk_head_dim, a.q_lora_rank), (c + r, a.dim), (a.dim, h * v),
-            (h * (nope + v), c),
-            (ih * idim, a.q_lora_rank), (idim, a.dim)]
+    lins = [(a.q_lora_rank, a.dim, BF16), (h * a.qk_head_dim, a.q_lora_rank, BF16), (c + r, a.dim, BF16),
+            (a.dim, h * v, partial), (h * (nope + v), c, BF16),
+            (ih * idim, a.q_lora_rank, BF16), (idim, a.dim, BF16)]
     if a.n_dense_layers > 0:
-        lins += [(a.inter_dim, a.dim), (a.dim, a.inter_dim)]
+        lins += [(la.inter_dim, a.dim, BF16), (a.dim, la.inter_dim, partial)]
     if a.n_layers > a.n_dense_layers:
-        lins += [(a.n_shared_experts * a.moe_inter_dim, a.dim), (a.dim, a.n_shared_experts * a.moe_inter_dim)]
-    for n, k in lins:
-        out += linear_specs(n, k, a, target)
-    out += [linear(ih, a.dim, F32, F32), linear(a.vocab_size, a.dim, F32, F32), cast(a.dim, BF16, F32)]
+        lins += [(a.n_shared_experts * a.moe_inter_dim, a.dim, BF16),
+                 (a.dim, a.n_shared_experts * a.moe_inter_dim, BF16)]
+    for n, k, o in lins:
+        out += linear_specs(n, k, a, target, o)
+    out += [linear(ih, a.dim, F32, F32), linear(la.vocab_size, a.dim, F32, F32), cast(a.dim, BF16, F32)]
+    if world > 1:
+        out += [cast(a.dim, F32, BF16)]
     out += [rms_norm(a.dim, False), rms_norm(a.dim, True), rms_norm(a.q_lora_rank, False),
             rms_norm(c, False), layer_norm(idim)]
     out += [rope(h, a.qk_head_dim, r, nope, True), rope(1, c + r, r, c, True), rope(ih, idim, r, 0, False),
             rope(1, idim, r, 0, False), hadamard(idim)]
     out += [act_quant(c, rnd), act_dequant(c), act_quant(idim, rnd), index_weights(ih, ih ** -0.5, idim ** -0.5),
             fp8_index(ih, idim, True, target), fp8_index(ih, idim, False, target),
-            sparse_mla(h, c + r, c, a.softmax_scale), mha_prefill(a), mqa_decode(a)]
+            sparse_mla(h, c + r, c, a.softmax_scale), mha_prefill(la), mqa_decode(la)]
     cap = 64
     while cap <= topk_capacity(a.max_seq_len):     # one top-k kernel per row-capacity bucket
         out.append(topk(a.index_topk, cap))
@@ -286,15 +297,15 @@ def kernel_specs(a: ModelArgs, target: str = "cpu") -> list[KernelSpec]:
     out += [head_gemm(h, a.qk_head_dim, 0, nope, c, wr, c, 0, False), head_gemm(h, c, 0, c, v, wr, c, nope, True)]
     if a.dtype == "fp8":
         out += [weight_dequant(h * wr, c)]
-    out += [silu_glu(a.inter_dim), silu_glu(a.n_shared_experts * a.moe_inter_dim)]
+    out += [silu_glu(la.inter_dim), silu_glu(a.n_shared_experts * a.moe_inter_dim)]
     if a.n_layers > a.n_dense_layers:
-        out += [moe_gate(a)]
-        if moe_fused(a, target):
+        out += [moe_gate(a)]             # every rank routes over every expert
+        if world == 1 and moe_fused(a, target):
             out += [moe_layer(a, target)]
         else:
             if a.dtype == "fp8":
                 out += [act_quant(a.moe_inter_dim, rnd)]
-            out += [moe_permute(a), moe_up(a, target), moe_down(a, target), moe_combine(a)]
+            out += [moe_permute(la), moe_up(la, target), moe_down(la, target), moe_combine(la, partial)]
     seen, unique = set(), []
     for s in out:
         if s.name not in seen:

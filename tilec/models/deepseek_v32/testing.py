@@ -30,6 +30,9 @@ import torch
 from .config import CONFIG_TINY, ModelArgs
 
 FIXTURE_ARGS = replace(CONFIG_TINY, dtype="fp8", n_layers=2, n_dense_layers=1, vocab_size=512, max_batch_size=8)
+# the fixture at widths two ranks can split on whole 128x128 FP8 scale blocks (parallel.check_parallel):
+# 4 heads per rank of 32 + 32 dims (wq_b: 256 rows, wo: 128 columns)
+FIXTURE_TP_ARGS = replace(FIXTURE_ARGS, n_heads=8, qk_rope_head_dim=32)
 
 BOS_TOKEN, EOS_TOKEN, PAD_TOKEN = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜▁pad▁｜>"
 SPECIAL_TOKENS = [BOS_TOKEN, EOS_TOKEN, PAD_TOKEN, "<｜User｜>", "<｜Assistant｜>", "<think>", "</think>"]
@@ -182,3 +185,86 @@ def write_hf_checkpoint(folder: str, args: ModelArgs = FIXTURE_ARGS, seed: int =
     if tokenizer:
         write_tokenizer(folder, min(400, args.vocab_size))
     return folder
+
+
+# --- several processes ---------------------------------------------------------------------------------
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Recording:
+    """A kernel provider that records the names of the kernels the model asks for."""
+
+    def __init__(self, inner: Any):
+        self.inner, self.names = inner, set()
+
+    def get(self, spec: Any) -> Any:
+        self.names.add(spec.name)
+        return self.inner.get(spec)
+
+
+def _greedy_rank(rank: int, world: int, port: int, folder: str, prompts: list[list[int]], steps: int,
+                 sizes: dict, library: Optional[str], out: Any) -> None:
+    import time
+
+    import torch.distributed as dist
+
+    from .checkpoint import load_pretrained
+    from .parallel import SINGLE, Parallel, share_cpus
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    share_cpus(world)
+    try:
+        if world > 1:
+            dist.init_process_group("gloo", rank=rank, world_size=world)
+        par = Parallel(rank, world) if world > 1 else SINGLE
+        pre = load_pretrained(folder, library=library, par=par, warn=False, **sizes)
+        pre.model.kernels = _Recording(pre.model.kernels)
+        tokens = torch.tensor(prompts, dtype=torch.long)
+        logits = [pre.model(tokens, 0)]
+        nxt, chosen, times = logits[0].argmax(-1), [], []
+        for step in range(steps):
+            chosen.append(nxt)
+            t0 = time.perf_counter()
+            logits.append(pre.model(nxt.view(-1, 1), tokens.size(1) + step))
+            times.append(time.perf_counter() - t0)
+            nxt = logits[-1].argmax(-1)
+        chosen.append(nxt)
+        if rank == 0:
+            # numpy, not tensors: torch would pass tensors as shared memory the exiting rank takes away
+            out.put({"logits": torch.stack(logits).numpy(), "tokens": torch.stack(chosen, 1).numpy(), "decode_s": times,
+                     "kernels": sorted(pre.model.kernels.names)})
+    except BaseException as e:                       # the parent reports it instead of waiting forever
+        out.put({"error": f"rank {rank}: {type(e).__name__}: {e}"})
+        raise
+    finally:
+        if world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def greedy_ranks(folder: str, world: int, prompts: list[list[int]], steps: int, sizes: Optional[dict] = None,
+                 library: Optional[str] = None, timeout: float = 600) -> dict:
+    """Greedy prefill + ``steps`` decode steps of ``prompts`` (equal lengths) on ``world`` spawned ranks
+    (gloo, each rank loading its shard of ``folder``). Rank 0's ``logits`` [steps + 1, B, vocab],
+    ``tokens`` [B, steps + 1], per-step ``decode_s`` and the ``kernels`` the model asked for."""
+    import torch.multiprocessing as mp
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    port = free_port()
+    procs = [ctx.Process(target=_greedy_rank, args=(r, world, port, folder, prompts, steps, sizes or {}, library,
+                                                    out)) for r in range(world)]
+    for p in procs:
+        p.start()
+    try:
+        res = out.get(timeout=timeout)
+    finally:
+        for p in procs:
+            p.join(timeout=60)
+            if p.is_alive():
+                p.kill()
+    if "error" in res:
+        raise RuntimeError(res["error"])
+    return {**res, "logits": torch.from_numpy(res["logits"]), "tokens": torch.from_numpy(res["tokens"])}

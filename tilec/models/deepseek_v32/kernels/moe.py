@@ -51,7 +51,9 @@ def permute_kernel(n_tokens: int, K: int, E: int, block_M: int = 64):
     """Factory: ``main(Idx[T, K] int32, Cnt[E], Tok[R], TileE[NT], Pos[T, K])``, R = NT * block_M.
 
     Launch 1 counts each expert's (token, slot) pairs; launch 2 gives expert e the rows after the
-    padded segments of experts < e and writes its tokens in (token, slot) order.
+    padded segments of experts < e and writes its tokens in (token, slot) order. A pair whose expert is
+    outside 0..E-1 (another rank's, under expert parallelism: ``parallel.py``) gets no row and ``Pos`` -1,
+    which ``combine_kernel`` skips.
     """
     NT = max_tiles(n_tokens, K, E, block_M)
     R = NT * block_M
@@ -81,6 +83,10 @@ def permute_kernel(n_tokens: int, K: int, E: int, block_M: int = 64):
                     TileE[tile0 + ntile + j] = -1
                 for j in T.serial((NT - tile0 - ntile) * block_M):
                     Tok[(tile0 + ntile) * block_M + j] = -1
+                for t in T.serial(n_tokens):
+                    for k in T.serial(K):
+                        if Idx[t, k] < 0 or Idx[t, k] >= E:
+                            Pos[t, k] = -1
             r = tile0 * block_M
             for t in T.serial(n_tokens):
                 for k in T.serial(K):
@@ -226,18 +232,21 @@ def moe_down_kernel(D: int, I: int, E: int, NT: int, fp8: bool, block_M: int = 6
 
 
 def combine_kernel(n_tokens: int, K: int, D: int, R: int, shared: bool, block_T: int = 16,
-                   block_D: int = 256, dtype: str = BF16):
+                   block_D: int = 256, dtype: str = BF16, out_dtype: str = ""):
     """Factory: ``main(Yp[R, D], Pos[T, K], W[T, K] fp32, [Sh[T, D],] Out[T, D])``.
 
-    ``out = bf16(sum_k w[t, k] * Yp[pos[t, k]] + Sh[t])`` in fp32, the shared expert added last.
+    ``out = bf16(sum_k w[t, k] * Yp[pos[t, k]] + Sh[t])`` in fp32, the shared expert added last; a pair
+    with ``pos`` -1 (an expert of another rank) adds nothing. ``Out`` is ``out_dtype`` (default
+    ``dtype``): fp32 for a rank's partial sum, reduced across ranks before the one rounding.
     """
     block_D = min(block_D, D)
+    out_dtype = out_dtype or dtype
 
     @T.macro
     def body(Yp, Pos, W, Sh, Out):
         with T.Kernel(T.ceildiv(D, block_D), T.ceildiv(n_tokens, block_T), threads=128) as (bx, by):
             acc = T.alloc_fragment((block_T, block_D), F32)
-            o = T.alloc_fragment((block_T, block_D), dtype)
+            o = T.alloc_fragment((block_T, block_D), out_dtype)
             p = T.alloc_fragment((block_T, K), I32)
             w = T.alloc_fragment((block_T, K), F32)
             T.copy(Pos[by * block_T, 0], p)
@@ -245,23 +254,26 @@ def combine_kernel(n_tokens: int, K: int, D: int, R: int, shared: bool, block_T:
             T.clear(acc)
             for k in T.serial(K):
                 for i, j in T.Parallel(block_T, block_D):
-                    acc[i, j] += Yp[T.min(T.max(p[i, k], 0), R - 1), T.min(bx * block_D + j, D - 1)] * w[i, k]
+                    acc[i, j] += T.if_then_else(
+                        p[i, k] >= 0, Yp[T.min(T.max(p[i, k], 0), R - 1), T.min(bx * block_D + j, D - 1)] * w[i, k],
+                        0.0)
             if shared:
-                T.copy(Sh[by * block_T, bx * block_D], o)
+                sh = T.alloc_fragment((block_T, block_D), dtype)
+                T.copy(Sh[by * block_T, bx * block_D], sh)
                 for i, j in T.Parallel(block_T, block_D):
-                    acc[i, j] += o[i, j]
+                    acc[i, j] += sh[i, j]
             T.copy(acc, o)
             T.copy(o, Out[by * block_T, bx * block_D])
 
     if shared:
         @T.prim_func
         def main(Yp: T.Tensor((R, D), dtype), Pos: T.Tensor((n_tokens, K), I32), W: T.Tensor((n_tokens, K), F32),
-                 Sh: T.Tensor((n_tokens, D), dtype), Out: T.Tensor((n_tokens, D), dtype)):
+                 Sh: T.Tensor((n_tokens, D), dtype), Out: T.Tensor((n_tokens, D), out_dtype)):
             body(Yp, Pos, W, Sh, Out)
     else:
         @T.prim_func
         def main(Yp: T.Tensor((R, D), dtype), Pos: T.Tensor((n_tokens, K), I32), W: T.Tensor((n_tokens, K), F32),
-                 Out: T.Tensor((n_tokens, D), dtype)):
+                 Out: T.Tensor((n_tokens, D), out_dtype)):
             body(Yp, Pos, W, Out, Out)
     return main
 
