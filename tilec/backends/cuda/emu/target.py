@@ -54,7 +54,7 @@ class CudaEmuExecutable:
         if missing:
             raise TilecError(f"cuda-emu: kernel '{self.src.entry}' needs the value of dimension(s) "
                              f"{', '.join(missing)}")
-        self.lib.call(self.src.entry, arrays, [int(dims[d]) for d in self.src.dims])
+        self.lib.call(self.src.entry, arrays, [int(dims[d]) for d in self.src.dims], [p.name for p in params])
         for a, c in zip(args, arrays):
             if a is not c:
                 a[...] = c

@@ -13,6 +13,7 @@
 
 #include "tilec_emu/isa.h"
 #include "tilec_emu/runtime.h"
+#include "tilec_emu/racecheck.h"
 
 #pragma GCC visibility push(hidden)
 
@@ -23,7 +24,11 @@
 #define __launch_bounds__(...)
 #define __shared__
 #define __align__(n) __attribute__((aligned(n)))
+#if TILEC_EMU_RACECHECK
+#define __restrict__  // checked pointers (racecheck.h) are classes
+#else
 #define __restrict__ __restrict
+#endif
 
 #define threadIdx (::tilec_emu::g_cur->thread_idx)
 #define blockIdx (::tilec_emu::g_launch->block_idx)
