@@ -111,18 +111,26 @@ def python_loc(text: str, line: int) -> Optional[str]:
     at or above it inside its ``__global__`` function (the launch's header comment above the function when
     none), or None outside the kernels."""
     lines = text.splitlines()
-    inside = False
+    found: Optional[str] = None
     for n in range(min(line, len(lines)), 0, -1):
         s = lines[n - 1]
-        m = _LOC.search(s + " ")
-        if m and (inside or n == line):
-            return m.group(1)
         if s.startswith("__global__"):
-            inside = True
-        elif inside and not s.startswith("//"):
-            return None
-        elif not inside and (s.startswith("}") or s.startswith("extern ")):
-            return None
+            break
+        if s.startswith("}") or (s and not s[0].isspace() and not s.startswith("#")):
+            return None  # the end of an earlier function, or code outside a kernel
+        m = _LOC.search(s + " ")
+        if m and found is None:
+            found = m.group(1)
+    else:
+        return None
+    if found:
+        return found
+    for k in range(n - 1, 0, -1):  # the launch's header comment
+        if not lines[k - 1].startswith("//"):
+            break
+        m = _LOC.search(lines[k - 1] + " ")
+        if m:
+            return m.group(1)
     return None
 
 
