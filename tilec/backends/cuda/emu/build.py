@@ -103,6 +103,7 @@ def _explain(log: str, text: str, limit: int = 5) -> str:
 
 
 _LOC = re.compile(r"//\s+(\S+?\.py:\d+(?::\d+)?)\s")
+_HEADER_LOC = re.compile(r"\((\S+?\.py:\d+(?::\d+)?)\)")
 _GENERATED_LINE = re.compile(r"generated line (\d+)")
 
 
@@ -128,7 +129,7 @@ def python_loc(text: str, line: int) -> Optional[str]:
     for k in range(n - 1, 0, -1):  # the launch's header comment
         if not lines[k - 1].startswith("//"):
             break
-        m = _LOC.search(lines[k - 1] + " ")
+        m = _HEADER_LOC.search(lines[k - 1])
         if m:
             return m.group(1)
     return None

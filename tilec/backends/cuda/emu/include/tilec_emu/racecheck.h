@@ -203,7 +203,7 @@ struct is_ptr<Ptr<T>> : std::true_type {};
 
 // reinterpret_cast in the generated code (a macro below): a checked pointer stays checked, with its region.
 template <class To, class From>
-inline auto rcast(const From& x, int line = __builtin_LINE()) {
+inline auto rcast(From x, int line = __builtin_LINE()) {
   if constexpr (is_ptr<From>::value && std::is_pointer_v<To>) {
     return Ptr<std::remove_pointer_t<To>>(reinterpret_cast<To>(x.p), x.region, line);
   } else {
