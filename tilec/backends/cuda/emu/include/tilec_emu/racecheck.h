@@ -138,6 +138,10 @@ struct Ref {
     access(region, p, sizeof(T), k_read, line);
     return *p;
   }
+  // static_cast<float>(fp8 lvalue): a second user conversion (the fp8 type's explicit operator float).
+  template <class U, class = std::enable_if_t<!std::is_same_v<U, V> && !std::is_convertible_v<V, U> &&
+                                             std::is_constructible_v<U, V>>>
+  explicit operator U() const { return static_cast<U>(static_cast<V>(*this)); }
   template <class U = T, class = std::enable_if_t<!std::is_const_v<U>>>
   const Ref& operator=(const V& v) const {
     access(region, p, sizeof(T), k_write, line);
