@@ -31,7 +31,10 @@ inline void ldmatrix(int num, bool trans, const char* what, unsigned* r, unsigne
   warp_collective(what, &mine, [&](void** slot) {
     uint32_t a[32], out[32][4];
     int lines[32];
-    for (int l = 0; l < 32; ++l) a[l] = static_cast<LdmSlot*>(slot[l])->addr, lines[l] = static_cast<LdmSlot*>(slot[l])->line;
+    for (int l = 0; l < 32; ++l) {
+      a[l] = static_cast<LdmSlot*>(slot[l])->addr;
+      lines[l] = static_cast<LdmSlot*>(slot[l])->line;
+    }
     Sink sink;
     sink.base = g_cur->tid & ~31;
     sink.lines = lines;
