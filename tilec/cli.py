@@ -118,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default="auto", metavar="T", help="target (default: auto, the best here)")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
     p.add_argument("--out-idx", metavar="I[,J]", help="output parameters (default: the file's OUT_IDX)")
+    _add_racecheck_arg(p)
     _add_pipeline_args(p)
     p.set_defaults(handler=cmd_compile)
 
@@ -130,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, metavar="N", help="random seed for the inputs (default 0)")
     p.add_argument("--out-idx", metavar="I[,J]",
                    help="output parameters (default: the file's OUT_IDX, else the last parameter)")
+    _add_racecheck_arg(p)
     _add_pipeline_args(p)
     p.set_defaults(handler=cmd_run)
 
@@ -190,6 +192,23 @@ def _pipeline_options(ns: argparse.Namespace) -> dict[str, Any]:
     return opts
 
 
+def _add_racecheck_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--racecheck", action="store_true",
+                   help="cuda-emu only: report shared-memory races and out-of-bounds accesses as errors")
+
+
+def _racecheck_options(ns: argparse.Namespace) -> dict[str, Any]:
+    """``{"racecheck": True}`` for ``--racecheck``; a TilecError when the target is not cuda-emu."""
+    if not ns.racecheck:
+        return {}
+    from .runtime.kernel import resolve_target
+    name = resolve_target(ns.target, require_available=False).name
+    if name != "cuda-emu":
+        raise TilecError(f"--racecheck needs --target cuda-emu (the race checker is part of the CUDA emulator); "
+                         f"the target is {name}")
+    return {"racecheck": True}
+
+
 def _single(loaded: Any, ns: argparse.Namespace) -> None:
     if len(loaded.funcs) > 1 and ns.kernel is None:
         names = ", ".join(f.name for f in loaded.funcs)
@@ -235,7 +254,8 @@ def cmd_compile(ns: argparse.Namespace) -> int:
     out_idx = _parse_out_idx(ns.out_idx)
     if out_idx is None:
         out_idx = loaded.out_idx
-    kernel = compile(loaded.func, out_idx=out_idx, target=ns.target, **_pipeline_options(ns))
+    kernel = compile(loaded.func, out_idx=out_idx, target=ns.target, **_pipeline_options(ns),
+                     **_racecheck_options(ns))
     man = write_output_dir(ns.output, kernel, print_func(loaded.func), loaded.path, loaded.params)
     files = ", ".join(list(man["files"].values()) + ["manifest.json"])
     print(f"{loaded.label} for {kernel.target.name}: wrote {ns.output}/ ({files})")
@@ -259,7 +279,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
     from .runtime.check import run_loaded
     from .runtime.loader import load
     out_idx = _parse_out_idx(ns.out_idx)
-    opts = _pipeline_options(ns)
+    opts = {**_pipeline_options(ns), **_racecheck_options(ns)}
     rows: list[tuple[str, str, str, str, str, str]] = []
     status = EXIT_OK
     for path in ns.files:

@@ -81,10 +81,13 @@ def generate(func: N.Func, arch: str, options: dict[str, Any] | None = None) -> 
     emu = bool((options or {}).get("emu"))
     dims = symbolic_dims(func)
     written = written_params(func)
+    # The emu flavour declares the kernels' pointers as TILEC_EMU_PTR(T): T* unless the race checker is
+    # compiled in (tilec_emu/racecheck.h), then a checked pointer; the kernel bodies stay the same text.
+    ptr = (lambda t: f"TILEC_EMU_PTR({t})") if emu else (lambda t: f"{t}*")
     kparams = []
     for p in func.params:
         const = "" if p.name in written else "const "
-        kparams.append(f"{const}{ctype(p.dtype)}* __restrict__ {cname(p.name)}")
+        kparams.append(f"{ptr(const + ctype(p.dtype))} __restrict__ {cname(p.name)}")
     kparams += [f"int {cname(d)}" for d in dims]
     args = [cname(p.name) for p in func.params] + [cname(d) for d in dims]
     host = ExprEmitter({d: f"static_cast<long long>({cname(d)})" for d in dims}, _no_memory)
@@ -106,7 +109,7 @@ def generate(func: N.Func, arch: str, options: dict[str, Any] | None = None) -> 
         kernels.append(dict(name=em.name, loc=str(launch.loc) if launch.loc else "", threads=em.threads,
                             smem=em.smem.total, params=kparams, args=args, body=body, grid=grid,
                             grid_text=", ".join(f"{v.name}: {g}" for v, g in zip(launch.block_vars, grid)),
-                            smem_decls=em.smem.decls()))
+                            smem_decls=em.smem.decls(ptr)))
         infos.append(KernelInfo(em.name, em.threads, em.smem.total))
     entry = f"tilec_launch_{func.name}"
     if emu:

@@ -9,7 +9,7 @@ groups. A scratch area for cross-warp reductions comes last.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 from tilec.errors import TilecError
 from tilec.ir import dtypes
@@ -38,14 +38,15 @@ class SmemPlan:
     scratch_offset: int = 0
     total: int = 0
 
-    def decls(self) -> list[str]:
+    def decls(self, ptr: Callable[[str], str] = lambda t: f"{t}*") -> list[str]:
+        """The buffers' pointer declarations; ``ptr`` spells the pointer type (the emu flavour's macro)."""
         out = []
         for name, b in self.bufs.items():
             shape = "x".join(str(d) for d in static_shape(b.buffer) or ())
             extra = f", {b.stages} stages" if b.stages > 1 else ""
             extra += ", swizzled" if b.swizzle else ""
             extra += f", wgmma panels of {b.panel[1]}" if b.panel else ""
-            out.append(f"{ctype(b.buffer.dtype)}* {cname(name)} = reinterpret_cast<{ctype(b.buffer.dtype)}*>"
+            out.append(f"{ptr(ctype(b.buffer.dtype))} {cname(name)} = reinterpret_cast<{ctype(b.buffer.dtype)}*>"
                        f"(smem + {b.offset});  // {b.buffer.scope} {b.buffer.dtype}[{shape}]{extra}")
         return out
 

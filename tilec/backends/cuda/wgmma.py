@@ -129,8 +129,9 @@ def emu_helper(name: str) -> str:
     if m is None:
         raise InternalError(f"cuda-emu: no emulation of helper '{name}'", "cuda.codegen")
     kind = "::tilec_emu::isa::AB::" + m.group("kind")
-    return (f"__device__ __forceinline__ void {name}(float* d, unsigned long long da, unsigned long long db) {{\n"
-            f"  ::tilec_emu::wgmma_async({kind}, {m.group('n')}, {m.group('tb')}, d, da, db);\n}}\n")
+    return (f"__device__ __forceinline__ void {name}(float* d, unsigned long long da, unsigned long long db, "
+            f"int line = __builtin_LINE()) {{\n"
+            f"  ::tilec_emu::wgmma_async({kind}, {m.group('n')}, {m.group('tb')}, d, da, db, line);\n}}\n")
 
 
 def emit(em, g: N.Gemm) -> None:

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import re
 import shutil
 import subprocess
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -82,7 +83,6 @@ def build_library(text: str, arch: str = "sm_80", extra_flags: Sequence[str] = (
 
 
 def _explain(log: str, text: str, limit: int = 5) -> str:
-    import re
     lines = text.splitlines()
     parts = ["g++ failed on the generated CUDA (cuda-emu):"]
     shown = 0
@@ -102,15 +102,80 @@ def _explain(log: str, text: str, limit: int = 5) -> str:
     return "\n".join(parts)
 
 
+_LOC = re.compile(r"//\s+(\S+?\.py:\d+(?::\d+)?)\s")
+_HEADER_LOC = re.compile(r"\((\S+?\.py:\d+(?::\d+)?)\)")
+_GENERATED_LINE = re.compile(r"generated line (\d+)")
+
+
+def python_loc(text: str, line: int) -> Optional[str]:
+    """The kernel's Python ``file:line:col`` for generated line ``line``: the nearest ``// file:line`` comment
+    at or above it inside its ``__global__`` function (the launch's header comment above the function when
+    none), or None outside the kernels."""
+    lines = text.splitlines()
+    found: Optional[str] = None
+    for n in range(min(line, len(lines)), 0, -1):
+        s = lines[n - 1]
+        if s.startswith("__global__"):
+            break
+        if s.startswith("}") or (s and not s[0].isspace() and not s.startswith("#")):
+            return None  # the end of an earlier function, or code outside a kernel
+        m = _LOC.search(s + " ")
+        if m and found is None:
+            found = m.group(1)
+    else:
+        return None
+    if found:
+        return found
+    for k in range(n - 1, 0, -1):  # the launch's header comment
+        if not lines[k - 1].startswith("//"):
+            break
+        m = _HEADER_LOC.search(lines[k - 1])
+        if m:
+            return m.group(1)
+    return None
+
+
+def with_locs(message: str, text: Optional[str]) -> str:
+    """``message`` with each "generated line N" followed by the kernel's Python location of that line."""
+    if not text:
+        return message
+
+    def sub(m: re.Match) -> str:
+        loc = python_loc(text, int(m.group(1)))
+        return f"{m.group(0)} ({loc})" if loc else m.group(0)
+    return _GENERATED_LINE.sub(sub, message)
+
+
 class EmuLibrary:
     """A loaded emulator library: ``call(entry, arrays, dims)`` runs ``tilec_launch_<kernel>``."""
 
-    def __init__(self, build: Callable[[], Path]):
-        """``build``: finds or builds the cached library (``runtime_cache.open_library``)."""
+    def __init__(self, build: Callable[[], Path], text: Optional[str] = None):
+        """``build``: finds or builds the cached library (``runtime_cache.open_library``); ``text``: its
+        generated source, to name the Python line of a generated line in error reports."""
         self._lib, self.path = runtime_cache.open_library(build)
         self._fns: dict[str, Any] = {}
+        self.text = text
 
-    def call(self, entry: str, arrays: list[np.ndarray], dims: Sequence[int]) -> None:
+    def _set_args(self, arrays: list[np.ndarray], names: Optional[Sequence[str]]) -> None:
+        """Tell the library which arrays the parameters are (the race checker's global bounds)."""
+        fn = self._fns.get("tilec_emu_set_args")
+        if fn is None:
+            fn = self._lib.tilec_emu_set_args
+            fn.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_longlong),
+                           ctypes.POINTER(ctypes.c_char_p)]
+            fn.restype = None
+            self._fns["tilec_emu_set_args"] = fn
+        n = len(arrays)
+        names = list(names) if names is not None else [f"argument {i}" for i in range(n)]
+        ptrs = (ctypes.c_void_p * max(1, n))(*[a.ctypes.data for a in arrays])
+        sizes = (ctypes.c_longlong * max(1, n))(*[a.nbytes for a in arrays])
+        cnames = (ctypes.c_char_p * max(1, n))(*[str(x).encode() for x in names])
+        fn(n, ptrs, sizes, cnames)
+
+    def call(self, entry: str, arrays: list[np.ndarray], dims: Sequence[int],
+             names: Optional[Sequence[str]] = None) -> None:
+        """Run ``entry`` on ``arrays`` (``names``: the parameters' names, for bounds reports)."""
+        self._set_args(arrays, names)
         fn = self._fns.get(entry)
         if fn is None:
             fn = getattr(self._lib, entry)
@@ -123,9 +188,9 @@ class EmuLibrary:
         err = ctypes.create_string_buffer(8192)
         rc = fn(ptrs, dvals, None, err, len(err))
         if rc != 0:
-            raise TilecError(f"cuda-emu: {err.value.decode(errors='replace')}")
+            raise TilecError(f"cuda-emu: {with_locs(err.value.decode(errors='replace'), self.text)}")
 
 
 def load(text: str, arch: str = "sm_80", extra_flags: Sequence[str] = ()) -> EmuLibrary:
     """``build_library`` and load the result."""
-    return EmuLibrary(lambda: build_library(text, arch, extra_flags))
+    return EmuLibrary(lambda: build_library(text, arch, extra_flags), text)

@@ -5,11 +5,13 @@ identical ``__global__`` kernels and helper names, the emulator's prelude and la
 g++ against ``include/tilec_emu`` (build.py, cached) and returns an executable that runs the kernels on
 the CPU on numpy arrays in storage dtype (bfloat16 as uint16 bits, float8_e4m3 as uint8 bits), writing
 outputs in place. Options: ``arch`` (default sm_80; sm_90a enables ``wgmma``), ``wgmma`` (bool),
-``racecheck`` (bool: the shared-memory race checker); also read from ``pass_configs`` as
-``tilec.cuda.arch`` / ``tilec.cuda.wgmma``.
+``racecheck`` (bool: the shared-memory race and bounds checker, include/tilec_emu/racecheck.h; default
+off, on where the environment sets ``TILEC_EMU_RACECHECK=1``); also read from ``pass_configs`` as
+``tilec.cuda.arch`` / ``tilec.cuda.wgmma`` / ``tilec.cuda.racecheck``.
 """
 from __future__ import annotations
 
+import os
 import shutil
 from typing import Any, Optional
 
@@ -23,6 +25,7 @@ from ..codegen import CudaSource, generate
 from .build import INCLUDE_DIR, EmuLibrary, load
 
 DEFAULT_ARCH = "sm_80"
+RACECHECK_ENV = "TILEC_EMU_RACECHECK"  # "1": racecheck on unless the options say otherwise
 
 
 class CudaEmuExecutable:
@@ -54,7 +57,7 @@ class CudaEmuExecutable:
         if missing:
             raise TilecError(f"cuda-emu: kernel '{self.src.entry}' needs the value of dimension(s) "
                              f"{', '.join(missing)}")
-        self.lib.call(self.src.entry, arrays, [int(dims[d]) for d in self.src.dims])
+        self.lib.call(self.src.entry, arrays, [int(dims[d]) for d in self.src.dims], [p.name for p in params])
         for a, c in zip(args, arrays):
             if a is not c:
                 a[...] = c
@@ -89,7 +92,13 @@ class CudaEmuTarget:
         wgmma = bool(options.get("wgmma") or configs.get("tilec.cuda.wgmma"))
         if wgmma and arch != "sm_90a":
             raise TilecError(f"cuda-emu: option wgmma needs arch sm_90a (got arch {arch})")
-        return {"arch": arch, "wgmma": wgmma, "racecheck": bool(options.get("racecheck"))}
+        if "racecheck" in options:
+            racecheck = bool(options["racecheck"])
+        elif "tilec.cuda.racecheck" in configs:
+            racecheck = bool(configs["tilec.cuda.racecheck"])
+        else:  # the emulator's tests turn it on for every build (tests/backends/cuda_emu/conftest.py)
+            racecheck = os.environ.get(RACECHECK_ENV, "") not in ("", "0")
+        return {"arch": arch, "wgmma": wgmma, "racecheck": racecheck}
 
     def generate(self, func: Func, options: Optional[dict[str, Any]] = None) -> CudaSource:
         """The emulation-flavoured CUDA source for ``func`` (no compilation)."""

@@ -13,6 +13,7 @@
 
 #include "tilec_emu/isa.h"
 #include "tilec_emu/runtime.h"
+#include "tilec_emu/racecheck.h"
 
 #pragma GCC visibility push(hidden)
 
@@ -23,7 +24,11 @@
 #define __launch_bounds__(...)
 #define __shared__
 #define __align__(n) __attribute__((aligned(n)))
+#if TILEC_EMU_RACECHECK
+#define __restrict__  // checked pointers (racecheck.h) are classes
+#else
 #define __restrict__ __restrict
+#endif
 
 #define threadIdx (::tilec_emu::g_cur->thread_idx)
 #define blockIdx (::tilec_emu::g_launch->block_idx)
@@ -215,6 +220,22 @@ template <class T>
 inline T atomicMax(T* p, T v) { return tilec_emu_atomic_update(p, [v](T o) { return o < v ? v : o; }); }
 template <class T>
 inline T atomicMin(T* p, T v) { return tilec_emu_atomic_update(p, [v](T o) { return v < o ? v : o; }); }
+
+#if TILEC_EMU_RACECHECK
+// Atomics through checked pointers (racecheck.h): bounds-checked and recorded as atomic accesses, which
+// race with other threads' plain accesses but never with their atomics.
+#define TILEC_EMU_CHECKED_ATOMIC(NAME)                                                          \
+  template <class T, class... V>                                                                \
+  inline auto NAME(::tilec_emu::Ptr<T> p, V... v) {                                             \
+    ::tilec_emu::access(p.region, p.p, sizeof(T), ::tilec_emu::k_atomic, p.line);               \
+    return NAME(p.p, v...);                                                                     \
+  }
+TILEC_EMU_CHECKED_ATOMIC(atomicAdd)
+TILEC_EMU_CHECKED_ATOMIC(atomicMax)
+TILEC_EMU_CHECKED_ATOMIC(atomicMin)
+TILEC_EMU_CHECKED_ATOMIC(atomicCAS)
+#undef TILEC_EMU_CHECKED_ATOMIC
+#endif
 
 // ---- host API used by the generated launcher -----------------------------------------------------------
 using cudaError_t = int;

@@ -9,19 +9,35 @@
 
 namespace tilec_emu {
 
-// Shared-memory accesses of a collective: errors (misaligned, outside the window) stop the block.
+// Shared-memory accesses of a collective: errors (misaligned, outside the window) stop the block; with the
+// race checker, each access counts as one of thread `base + t` (t: the lane or warpgroup thread the ISA
+// names) at that thread's generated line (lines[t], or line).
 struct Sink : isa::AccessSink {
-  void access(int, uint32_t, int, bool) override {}
+  int base = 0, line = 0;
+  const int* lines = nullptr;
+  void access(int t, uint32_t off, int bytes, bool write) override {
+#if TILEC_EMU_RACECHECK
+    shared_access(off, static_cast<uint32_t>(bytes), write ? k_write : k_read, base + t, lines ? lines[t] : line);
+#else
+    (void)t, (void)off, (void)bytes, (void)write;
+#endif
+  }
   void error(const char* message) override { fail("%s", message); }
 };
 
-struct LdmSlot { uint32_t addr; unsigned* r; };
-inline void ldmatrix(int num, bool trans, const char* what, unsigned* r, unsigned addr) {
-  LdmSlot mine{addr, r};
+struct LdmSlot { uint32_t addr; unsigned* r; int line; };
+inline void ldmatrix(int num, bool trans, const char* what, unsigned* r, unsigned addr, int line) {
+  LdmSlot mine{addr, r, line};
   warp_collective(what, &mine, [&](void** slot) {
     uint32_t a[32], out[32][4];
-    for (int l = 0; l < 32; ++l) a[l] = static_cast<LdmSlot*>(slot[l])->addr;
+    int lines[32];
+    for (int l = 0; l < 32; ++l) {
+      a[l] = static_cast<LdmSlot*>(slot[l])->addr;
+      lines[l] = static_cast<LdmSlot*>(slot[l])->line;
+    }
     Sink sink;
+    sink.base = g_cur->tid & ~31;
+    sink.lines = lines;
     isa::ldmatrix(num, trans, ::smem, g_launch->smem_bytes, a, out, &sink);
     for (int l = 0; l < 32; ++l)
       for (int i = 0; i < num; ++i) static_cast<LdmSlot*>(slot[l])->r[i] = out[l][i];
@@ -50,10 +66,10 @@ inline void mma16816(isa::AB ab, const char* what, float* c, const unsigned* a, 
 // wait_group<N> performs every group older than the newest N (reading shared memory and the accumulators
 // then, as the asynchronous unit may).
 struct WgSlot { float* d; uint64_t da, db; };
-inline void wgmma_async(isa::AB ab, int n, int trans_b, float* d, uint64_t da, uint64_t db) {
+inline void wgmma_async(isa::AB ab, int n, int trans_b, float* d, uint64_t da, uint64_t db, int line) {
   WgSlot mine{d, da, db};
   warpgroup_collective("wgmma.mma_async", &mine, [&](void** slot) {
-    WgmmaOp op{static_cast<int>(ab), n, 0, trans_b, 1, mine.da, mine.db, {}};
+    WgmmaOp op{static_cast<int>(ab), n, 0, trans_b, 1, mine.da, mine.db, {}, line};
     for (int t = 0; t < 128; ++t) {
       const WgSlot& s = *static_cast<WgSlot*>(slot[t]);
       if (s.da != op.desc_a || s.db != op.desc_b)
@@ -74,9 +90,10 @@ inline void wgmma_wait(int n) {
   warpgroup_collective("wgmma.wait_group", nullptr, [&](void**) {
     WarpGroup& w = g_launch->wg[g_cur->tid >> 7];
     Sink sink;
+    sink.base = g_cur->tid & ~127;
     while (static_cast<int>(w.groups.size()) > n) {
       for (WgmmaOp& op : w.groups.front())
-        isa::wgmma_m64nNk16(static_cast<isa::AB>(op.ab), op.n, op.desc_a, op.desc_b, op.trans_a, op.trans_b,
+        sink.line = op.line, isa::wgmma_m64nNk16(static_cast<isa::AB>(op.ab), op.n, op.desc_a, op.desc_b, op.trans_a, op.trans_b,
                             op.scale_d, ::smem, g_launch->smem_bytes, op.d, &sink);
       w.groups.erase(w.groups.begin());
     }
@@ -88,6 +105,9 @@ inline void cp_async_wait(int n) {
   Fiber& f = cur();
   while (static_cast<int>(f.groups.size()) > n) {
     for (const AsyncCopy& c : f.groups.front()) {
+#if TILEC_EMU_RACECHECK
+      shared_access(static_cast<uint32_t>(static_cast<unsigned char*>(c.dst) - ::smem), 16, k_write, f.tid, c.line);
+#endif
       if (c.valid)
         memcpy(c.dst, c.src, 16);
       else
@@ -120,17 +140,17 @@ __device__ __forceinline__ unsigned smem_u32(const void* p) {
   return static_cast<unsigned>(q - ::smem);
 }
 
-__device__ __forceinline__ void ldmatrix_x4(unsigned* r, unsigned addr) {
-  ::tilec_emu::ldmatrix(4, false, "ldmatrix.x4", r, addr);
+__device__ __forceinline__ void ldmatrix_x4(unsigned* r, unsigned addr, int line = __builtin_LINE()) {
+  ::tilec_emu::ldmatrix(4, false, "ldmatrix.x4", r, addr, line);
 }
-__device__ __forceinline__ void ldmatrix_x4_trans(unsigned* r, unsigned addr) {
-  ::tilec_emu::ldmatrix(4, true, "ldmatrix.x4.trans", r, addr);
+__device__ __forceinline__ void ldmatrix_x4_trans(unsigned* r, unsigned addr, int line = __builtin_LINE()) {
+  ::tilec_emu::ldmatrix(4, true, "ldmatrix.x4.trans", r, addr, line);
 }
-__device__ __forceinline__ void ldmatrix_x2(unsigned* r, unsigned addr) {
-  ::tilec_emu::ldmatrix(2, false, "ldmatrix.x2", r, addr);
+__device__ __forceinline__ void ldmatrix_x2(unsigned* r, unsigned addr, int line = __builtin_LINE()) {
+  ::tilec_emu::ldmatrix(2, false, "ldmatrix.x2", r, addr, line);
 }
-__device__ __forceinline__ void ldmatrix_x2_trans(unsigned* r, unsigned addr) {
-  ::tilec_emu::ldmatrix(2, true, "ldmatrix.x2.trans", r, addr);
+__device__ __forceinline__ void ldmatrix_x2_trans(unsigned* r, unsigned addr, int line = __builtin_LINE()) {
+  ::tilec_emu::ldmatrix(2, true, "ldmatrix.x2.trans", r, addr, line);
 }
 __device__ __forceinline__ void mma_f16(float* c, const unsigned* a, const unsigned* b) {
   ::tilec_emu::mma16816(::tilec_emu::isa::AB::f16, "mma.sync.m16n8k16.f16", c, a, b);
@@ -146,9 +166,16 @@ template <int N>
 __device__ __forceinline__ void wgmma_wait() { ::tilec_emu::wgmma_wait(N); }
 __device__ __forceinline__ void fence_proxy_async() {}
 
-__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
-  smem_u32(dst);  // the destination must be shared memory
-  ::tilec_emu::cur().open.push_back(::tilec_emu::AsyncCopy{dst, src, valid});
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid, int line = __builtin_LINE()) {
+  const unsigned off = smem_u32(dst);  // the destination must be shared memory
+#if TILEC_EMU_RACECHECK
+  // The copy may land any time until its wait: a write at the issue and again where it lands.
+  ::tilec_emu::shared_access(off, 16, ::tilec_emu::k_write, ::tilec_emu::cur().tid, line);
+  if (valid) ::tilec_emu::global_read(src, 16, line);
+#else
+  (void)off;
+#endif
+  ::tilec_emu::cur().open.push_back(::tilec_emu::AsyncCopy{dst, src, valid, line});
 }
 __device__ __forceinline__ void cp_async_commit() {
   ::tilec_emu::Fiber& f = ::tilec_emu::cur();
@@ -159,5 +186,10 @@ template <int N>
 __device__ __forceinline__ void cp_async_wait() { ::tilec_emu::cp_async_wait(N); }
 
 }  // namespace tilec
+
+#if TILEC_EMU_RACECHECK
+// From here on (the generated code), reinterpret_cast keeps checked pointers checked (racecheck.h).
+#define reinterpret_cast ::tilec_emu::rcast
+#endif
 
 #pragma GCC visibility pop

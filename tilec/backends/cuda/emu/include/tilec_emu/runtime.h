@@ -104,7 +104,7 @@ tilec_emu_switch:
 
 enum class State { runnable, waiting, done };
 
-struct AsyncCopy { void* dst; const void* src; bool valid; };
+struct AsyncCopy { void* dst; const void* src; bool valid; int line; };  // line: the cp.async's generated line
 
 struct Fiber {
   dim3 thread_idx;
@@ -133,6 +133,7 @@ struct WgmmaOp {
   int ab, n, trans_a, trans_b, scale_d;
   uint64_t desc_a, desc_b;
   float* d[128];
+  int line;  // the generated line of the wgmma call (race reports)
 };
 struct WarpGroup {
   std::vector<WgmmaOp> open;
@@ -166,6 +167,16 @@ inline Fiber* g_cur = nullptr;
 inline char g_error[4096] = {0};
 inline int g_last_error = 0;
 inline std::mutex g_mutex;
+
+// The arrays passed for the kernel's parameters (EmuLibrary.call registers them through tilec_emu_set_args):
+// the race checker's global bounds.
+struct GlobalArg { const unsigned char* lo; size_t bytes; char name[64]; };
+constexpr int kMaxArgs = 64;
+inline GlobalArg g_args[kMaxArgs];
+inline int g_nargs = 0;
+// Race checker hooks (racecheck.h; no-ops without TILEC_EMU_RACECHECK): a new barrier epoch, a new block.
+inline void race_epoch();
+inline void race_block(unsigned smem_bytes);
 constexpr size_t kStack = 256 * 1024;
 inline std::vector<char*> g_stacks;  // reused across launches (mmap'd, touched lazily)
 
@@ -242,7 +253,7 @@ inline void warpgroup_collective(const char* what, void* mine, Fn&& fn) {
 
 inline void syncthreads() {
   Launch& L = *g_launch;
-  rendezvous(L.block, 0, L.threads, g_cur->tid, "__syncthreads", nullptr, [](void**) {});
+  rendezvous(L.block, 0, L.threads, g_cur->tid, "__syncthreads", nullptr, [](void**) { race_epoch(); });
 }
 
 inline void fiber_main() {
@@ -333,6 +344,7 @@ inline bool run_block(Launch& L) {
   for (auto& w : L.wg) { w.open.clear(); w.groups.clear(); }
   L.block.arrived = 0;
   memset(smem, 0xff, L.smem_bytes);  // poison: every float type reads NaN, integers -1
+  race_block(L.smem_bytes);
   for (;;) {
     bool progress = false, live = false;
     for (int t = 0; t < L.threads && !L.failed; ++t) {
@@ -411,5 +423,18 @@ inline int run_grid(const char* kernel, dim3 grid, int threads, unsigned smem_by
 }
 
 }  // namespace tilec_emu
+
+// Not inline: it must be emitted (and exported) even though nothing in the library calls it.
+extern "C" __attribute__((visibility("default"), used)) void tilec_emu_set_args(int n, void* const* ptrs,
+                                                                             const long long* bytes,
+                                                                             const char* const* names) {
+  ::tilec_emu::g_nargs = n < ::tilec_emu::kMaxArgs ? n : ::tilec_emu::kMaxArgs;
+  for (int i = 0; i < ::tilec_emu::g_nargs; ++i) {
+    ::tilec_emu::GlobalArg& a = ::tilec_emu::g_args[i];
+    a.lo = static_cast<const unsigned char*>(ptrs[i]);
+    a.bytes = static_cast<size_t>(bytes[i]);
+    snprintf(a.name, sizeof(a.name), "%s", names[i]);
+  }
+}
 
 #pragma GCC visibility pop
