@@ -487,9 +487,13 @@ def test_decode_all_patterns(kind):
     assert (got.view(np.uint32)[~nan] == want.view(np.uint32)[~nan]).all(), kind  # -0.0, subnormals, inf
     if kind == "e4m3":
         assert nan.sum() == 2 and got[0x7E] == 448.0
-    # NaN payload: isa.h keeps it quiet (bit 22) with the sign; report where torch's bits differ
-    diff = (got.view(np.uint32)[nan] != want.view(np.uint32)[nan]).sum()
-    print(f"{kind}: {nan.sum()} NaN patterns, {diff} with a float32 NaN payload different from torch's")
+    # NaN bits: CUDA's conversions (the software paths of cuda_fp16.hpp __internal_half2float and
+    # cuda_fp8.hpp __nv_cvt_fp8_to_halfraw) give the canonical float NaN 0x7fffffff, sign dropped; a
+    # bf16 -> f32 is a shift and keeps the bits. torch keeps payloads, so it is not the oracle here.
+    if kind == "bf16":
+        assert (got.view(np.uint32)[nan] == bits[nan].astype(np.uint32) << 16).all()
+    else:
+        assert (got.view(np.uint32)[nan] == 0x7FFFFFFF).all(), kind
 
 
 def _dense_f32() -> np.ndarray:
@@ -522,10 +526,9 @@ def test_encode16_vs_torch(kind):
     want = torch.from_numpy(x).to(dt).view(torch.int16).numpy().view(np.uint16)
     is_nan = np.isnan(x)
     assert (got[~is_nan] == want[~is_nan]).all(), x[~is_nan][got[~is_nan] != want[~is_nan]][:8]
-    dec = H.decode16(kind, got[is_nan])
-    assert np.isnan(dec).all()
-    print(f"{kind}: NaN inputs: {(got[is_nan] != want[is_nan]).sum()} of {is_nan.sum()} encode to other NaN bits "
-          f"than torch's (isa.h: quiet NaN, sign{' and payload' if kind == 'f16' else ''} kept)")
+    # every NaN (either sign, any payload) becomes the canonical 0x7fff, as cuda_fp16.hpp's
+    # __internal_float2half and cuda_bf16.hpp's __internal_float2bfloat16 return (torch keeps sign/payload)
+    assert is_nan.sum() >= 5 and (got[is_nan] == 0x7FFF).all(), np.unique(got[is_nan])
 
 
 @pytest.mark.parametrize("kind,limit", [("e4m3", 448.0), ("e5m2", 57344.0)])

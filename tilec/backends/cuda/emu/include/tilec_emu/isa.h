@@ -31,6 +31,13 @@ namespace detail {
 inline uint32_t fbits(float x) { uint32_t u; std::memcpy(&u, &x, 4); return u; }
 inline float bitsf(uint32_t u) { float x; std::memcpy(&x, &u, 4); return x; }
 
+// NaN results: every conversion that yields a NaN yields the destination's canonical NaN, sign dropped
+// (f32 0x7fffffff, f16 and bf16 0x7fff), as the software paths of CUDA's cuda_fp16.hpp, cuda_bf16.hpp
+// and cuda_fp8.hpp do (__internal_half2float, __internal_float2half, __internal_float2bfloat16,
+// __nv_cvt_fp8_to_halfraw); bf16 -> f32 is a shift and keeps the bits.
+constexpr uint32_t kCanonicalNanF32 = 0x7fffffffu;
+constexpr uint16_t kCanonicalNan16 = 0x7fffu;
+
 // Decode a small float (1 sign, E exponent, M mantissa bits, bias B). ieee_top: the all-ones exponent
 // means inf/NaN (f16, e5m2); otherwise only S.1111.111 is NaN (e4m3 "fn").
 inline float decode_small(uint32_t v, int E, int M, int bias, bool ieee_top) {
@@ -39,9 +46,8 @@ inline float decode_small(uint32_t v, int E, int M, int bias, bool ieee_top) {
   const uint32_t m = v & ((1u << M) - 1u);
   uint32_t out;
   if (e == (1u << E) - 1u && (ieee_top || m == (1u << M) - 1u)) {
-    out = 0x7f800000u | (m << (23 - M));
-    if (!ieee_top || m) out |= 0x00400000u;  // NaN: quiet, payload kept
-    if (!ieee_top) out = 0x7fc00000u;
+    if (ieee_top && m == 0) return bitsf(0x7f800000u | (sign << 31));  // inf
+    return bitsf(kCanonicalNanF32);
   } else if (e == 0) {
     if (m == 0) {
       out = 0;
@@ -87,7 +93,7 @@ inline uint32_t encode_mag(uint32_t u, int M, int bias) {
 inline float f16_to_f32(uint16_t h) { return detail::decode_small(h, 5, 10, 15, true); }
 inline uint16_t f32_to_f16_rn(float x) {
   const uint32_t u = detail::fbits(x), sign = (u >> 16) & 0x8000u, a = u & 0x7fffffffu;
-  if (a > 0x7f800000u) return uint16_t(sign | 0x7e00u | ((a >> 13) & 0x3ffu));  // NaN: quiet, payload kept
+  if (a > 0x7f800000u) return detail::kCanonicalNan16;
   if (a == 0x7f800000u) return uint16_t(sign | 0x7c00u);
   const uint32_t c = detail::encode_mag(a, 10, 15);
   return uint16_t(sign | (c > 0x7bffu ? 0x7c00u : c));
@@ -95,7 +101,7 @@ inline uint16_t f32_to_f16_rn(float x) {
 inline float bf16_to_f32(uint16_t h) { return detail::bitsf(uint32_t(h) << 16); }
 inline uint16_t f32_to_bf16_rn(float x) {
   const uint32_t u = detail::fbits(x);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t(((u >> 16) & 0x8000u) | 0x7fc0u);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return detail::kCanonicalNan16;
   return uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
 inline float e4m3_to_f32(uint8_t v) { return detail::decode_small(v, 4, 3, 7, false); }
