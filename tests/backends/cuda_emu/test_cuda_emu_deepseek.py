@@ -229,3 +229,21 @@ def test_act_quant_and_fp8_gemm(size, launches):
 def test_tile_family_helper():
     assert K.tile_family("cuda-emu") == "cuda" and K.fp8_mma_dtype("cuda-emu") is None
     assert K.fp8_mma_dtype("ascend") == "bfloat16"
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_moe_grouped_gemms_at_64_row_tiles_take_wgmma(size, launches, request):
+    """The padded MoE's grouped SwiGLU up and down GEMMs at 64-row tiles (the tile the cuda family takes
+    at prefill sizes) against the interpreter launch by launch and against torch; with the wgmma flavour
+    the generated source must run them on wgmma.m64n64k16, not fall back to mma.sync."""
+    m = H.make_moe(H.TINY, seed=5)
+    x = _tokens(size, seed=12)
+    out = moe.moe_padded(x, H.moe_params(m), H.TINY, target=EMU, block_M=64)
+    assert H.relerr(out, m(x)) < 1e-2
+    flavour = request.node.callspec.params["launches"]
+    grouped = {q: emu for (_, q, args, fl), (emu, _) in _BUILT.items()
+               if fl == flavour and q in ("moe_up_kernel", "moe_down_kernel") and 64 in args}
+    assert set(grouped) == {"moe_up_kernel", "moe_down_kernel"}
+    for name, emu in grouped.items():
+        src = emu.get_kernel_source()
+        assert ("wgmma.m64n64k16 bf16" in src) == (flavour == "wgmma"), name
