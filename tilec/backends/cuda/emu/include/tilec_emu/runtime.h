@@ -345,22 +345,22 @@ inline bool run_block(Launch& L) {
   L.block.arrived = 0;
   memset(smem, 0xff, L.smem_bytes);  // poison: every float type reads NaN, integers -1
   race_block(L.smem_bytes);
+  // The lowest-numbered runnable fiber runs next, so low threads run as far ahead as the rendezvous let
+  // them: a round-robin order kept warpgroups in step at every collective and hid a missing barrier before
+  // a deferred read (wgmma reads shared memory at its wait_group, after the other warpgroup had caught up).
   for (;;) {
-    bool progress = false, live = false;
-    for (int t = 0; t < L.threads && !L.failed; ++t) {
-      Fiber& f = L.fibers[t];
-      if (f.state == State::runnable) {
-        switch_to(L, f);
-        progress = true;
-      }
-      if (f.state != State::done) live = true;
+    int t = 0;
+    while (t < L.threads && L.fibers[t].state != State::runnable) ++t;
+    if (t == L.threads) {
+      for (int u = 0; u < L.threads; ++u)
+        if (L.fibers[u].state != State::done) {
+          describe_deadlock(L);
+          return false;
+        }
+      return true;
     }
+    switch_to(L, L.fibers[t]);
     if (L.failed) return false;
-    if (!live) return true;
-    if (!progress) {
-      describe_deadlock(L);
-      return false;
-    }
   }
 }
 
