@@ -15,7 +15,7 @@ from tilec.models.deepseek_v32.checkpoint import Checkpoint, load_params
 from tilec.models.deepseek_v32.config import CONFIG_TINY, ConfigError
 from tilec.models.deepseek_v32.parallel import Parallel, check_parallel, pick_backend
 from tilec.models.deepseek_v32.specs import kernel_specs
-from tilec.models.deepseek_v32.testing import FIXTURE_TP_ARGS, greedy_ranks, write_hf_checkpoint
+from tilec.models.deepseek_v32.testing import FIXTURE_TP_ARGS, free_port, greedy_ranks, write_hf_checkpoint
 
 A = FIXTURE_TP_ARGS
 
@@ -78,7 +78,7 @@ def test_torchrun_generate_prints_the_one_process_completion(folder):
     one = subprocess.run([sys.executable, *argv], capture_output=True, text=True, env=env, timeout=600)
     assert one.returncode == 0, one.stderr
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                          "--master-port", str(_port()), *argv], capture_output=True, text=True, env=env,
+                          "--master-port", str(free_port()), *argv], capture_output=True, text=True, env=env,
                          timeout=600)
     assert two.returncode == 0, two.stderr[-3000:]
     text = [ln for ln in one.stdout.splitlines() if not ln.startswith("prefill:")]
@@ -91,11 +91,6 @@ def test_serve_refuses_several_processes(folder, monkeypatch, capsys):
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert cli.main(["model", "serve", "--weights", folder]) == 2
     assert "model serve runs in one process" in capsys.readouterr().err
-
-
-def _port() -> int:
-    from tilec.models.deepseek_v32.testing import free_port
-    return free_port()
 
 
 def test_build_refuses_a_world_size_that_does_not_split(tmp_path, capsys):

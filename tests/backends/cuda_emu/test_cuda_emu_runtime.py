@@ -1,40 +1,21 @@
 """The cuda-emu runtime: fibers, barriers, deferred cp.async, deadlock reports, the codegen flavour, the target."""
 from __future__ import annotations
 
+import pathlib
 import re
+import sys
 
 import numpy as np
 import pytest
 
 import tilec
 from tilec.backends.cuda.codegen import generate
-from tilec.backends.cuda.emu.build import load
 from tilec.errors import TilecError
 
-HEAD = '#include "tilec_emu/ops.h"\n'
-ENTRY = """
-extern "C" int tilec_launch_t(void* const* ptrs, const long long* dims, cudaStream_t stream, char* err, int errlen) {
-  float* out = static_cast<float*>(ptrs[0]);
-  const float* in = static_cast<const float*>(ptrs[1]);
-  tilec_emu::launch("probe_kernel", probe_kernel, dim3(2, 1, 1), 64, 1024, stream, out, in, static_cast<int>(dims[0]));
-  TILEC_CHECK(cudaGetLastError(), "launch of probe_kernel");
-  return 0;
-}
-"""
-CHECK = """#define TILEC_CHECK(call, what) do { const cudaError_t _e = (call); if (_e != cudaSuccess) { \\
-  snprintf(err, errlen, "%s: %s", what, cudaGetErrorString(_e)); return _e; } } while (0)
-"""
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import probe as P  # noqa: E402
 
-
-def run_probe(body: str, mode: int = 0) -> np.ndarray:
-    src = HEAD + CHECK + ("__global__ void probe_kernel(float* out, const float* in, int mode) {\n"
-                          "  extern __shared__ __align__(128) unsigned char smem[];\n"
-                          "  float* s = reinterpret_cast<float*>(smem);\n  const int t = threadIdx.x;\n"
-                          "  (void)s; (void)t; (void)in; (void)mode;\n" + body + "\n}\n" + ENTRY)
-    out = np.full(128, -7.0, np.float32)
-    inp = np.arange(128, dtype=np.float32)
-    load(src).call("tilec_launch_t", [out, inp], [mode])
-    return out
+run_probe = P.run_probe
 
 
 def test_barrier_orders_shared_memory_and_missing_one_reads_poison():

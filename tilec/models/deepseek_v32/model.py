@@ -324,8 +324,15 @@ class Model:
             out = layer(x2, w.contiguous(), idx.contiguous(), ex["w1"], ex["s1"], ex["w3"], ex["s3"], ex["w2"],
                         ex["s2"], *sh)[-1]
             return out.view(x.shape)
-        # one build for every token count: the padded layout's tile count is an expression of it
-        _, tok, tile_e, pos = self.k(specs.moe_permute, a)(idx.contiguous())
+        yp, pos = self._expert_rows(a, x2, idx.contiguous(), ex)
+        shared = self.mlp(pre + "shared_experts.", x2)
+        return self.k(specs.moe_combine, a)(yp, pos, w, shared).view(x.shape)
+
+    def _expert_rows(self, a: ModelArgs, x2: torch.Tensor, idx: torch.Tensor, ex: dict) -> tuple:
+        """(Yp, Pos): the padded layout's expert outputs (permute, grouped up and down GEMMs) for the
+        experts of ``a`` (this rank's under expert parallelism). One build serves every token count: the
+        layout's tile count is an expression of it."""
+        _, tok, tile_e, pos = self.k(specs.moe_permute, a)(idx)
         if a.dtype == "fp8":
             xq, xs = self.act_quant(x2)
             hmid = self.k(specs.moe_up, a, self.target)(xq, xs, tok, tile_e, ex["w1"], ex["s1"], ex["w3"], ex["s3"])
@@ -334,25 +341,16 @@ class Model:
         else:
             hmid = self.k(specs.moe_up, a, self.target)(x2, tok, tile_e, ex["w1"], ex["w3"])
             yp = self.k(specs.moe_down, a, self.target)(hmid, tile_e, ex["w2"])
-        shared = self.mlp(pre + "shared_experts.", x2)
-        return self.k(specs.moe_combine, a)(yp, pos, w, shared).view(x.shape)
+        return yp, pos
 
     def _moe_ranks(self, i: int, x2: torch.Tensor, w: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """Expert parallelism: this rank's experts over the tokens routed to them (the padded kernels;
         pairs routed to other ranks get expert -1, no row and no term), the shared expert on rank 0,
         the fp32 partial sums added across ranks and rounded once."""
-        a, la, pre, ex = self.args, self.la, f"layers.{i}.ffn.", self.experts[i]
+        a, la, pre = self.args, self.la, f"layers.{i}.ffn."
         lo, hi = self.par.span(a.n_routed_experts)
         local = torch.where((idx >= lo) & (idx < hi), idx - lo, -1).to(torch.int32).contiguous()
-        _, tok, tile_e, pos = self.k(specs.moe_permute, la)(local)
-        if a.dtype == "fp8":
-            xq, xs = self.act_quant(x2)
-            hmid = self.k(specs.moe_up, la, self.target)(xq, xs, tok, tile_e, ex["w1"], ex["s1"], ex["w3"], ex["s3"])
-            hq, hs = self.act_quant(hmid)
-            yp = self.k(specs.moe_down, la, self.target)(hq, hs, tile_e, ex["w2"], ex["s2"])
-        else:
-            hmid = self.k(specs.moe_up, la, self.target)(x2, tok, tile_e, ex["w1"], ex["w3"])
-            yp = self.k(specs.moe_down, la, self.target)(hmid, tile_e, ex["w2"])
+        yp, pos = self._expert_rows(la, x2, local, self.experts[i])
         if self.par.rank == 0 and a.n_shared_experts:
             shared = self.mlp(pre + "shared_experts.", x2)
         else:

@@ -100,13 +100,14 @@ def local_args(a: ModelArgs, world: int) -> ModelArgs:
                    n_routed_experts=a.n_routed_experts // world, vocab_size=a.vocab_size // world)
 
 
-# (pattern, dim, the width it splits) of the tensors split across ranks; the rest are replicated
+# (pattern, dim) of the tensors split across ranks (vocabulary, heads, dense-MLP width); the rest are
+# replicated
 _SPLIT = (
-    (r"(embed|head)\.weight", 0, "vocab"),
-    (r"layers\.\d+\.attn\.(wq_b|wkv_b)\.(weight|scale)", 0, "heads"),
-    (r"layers\.\d+\.attn\.wo\.(weight|scale)", 1, "heads"),
-    (r"layers\.\d+\.ffn\.(w1|w3)\.(weight|scale)", 0, "inter"),
-    (r"layers\.\d+\.ffn\.w2\.(weight|scale)", 1, "inter"),
+    (r"(embed|head)\.weight", 0),
+    (r"layers\.\d+\.attn\.(wq_b|wkv_b)\.(weight|scale)", 0),
+    (r"layers\.\d+\.attn\.wo\.(weight|scale)", 1),
+    (r"layers\.\d+\.ffn\.(w1|w3)\.(weight|scale)", 0),
+    (r"layers\.\d+\.ffn\.w2\.(weight|scale)", 1),
 )
 _EXPERT = re.compile(r"layers\.\d+\.ffn\.experts\.(\d+)\.")
 _SHARED = re.compile(r"layers\.\d+\.ffn\.shared_experts\.")
@@ -125,7 +126,7 @@ def shard_of(a: ModelArgs, par: Parallel, name: str, shape: tuple[int, ...]) -> 
         return None if lo <= int(m.group(1)) < hi else False
     if _SHARED.match(name):
         return None if par.rank == 0 else False
-    for pattern, dim, _ in _SPLIT:
+    for pattern, dim in _SPLIT:
         if re.fullmatch(pattern, name):
             if name.endswith(".scale"):        # blocks of the weight's rows/columns (check_parallel: whole ones)
                 lo, hi = par.span(shape[dim] * BLOCK)
@@ -133,13 +134,6 @@ def shard_of(a: ModelArgs, par: Parallel, name: str, shape: tuple[int, ...]) -> 
             lo, hi = par.span(shape[dim])
             return dim, lo, hi
     return None
-
-
-def local_shape(shape: tuple[int, ...], cut: Slice) -> tuple[int, ...]:
-    if cut is None:
-        return tuple(shape)
-    dim, lo, hi = cut
-    return tuple(hi - lo if i == dim else n for i, n in enumerate(shape))
 
 
 # --- processes ---------------------------------------------------------------------------------------
